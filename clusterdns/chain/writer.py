@@ -1,0 +1,223 @@
+"""ResponseWriter: the one place every reply passes through (spec §4.4).
+
+The server's writer mirrors the query's EDNS, fits the reply to the client's buffer (TC when
+records had to go), packs and sends. It records what was written so that the server, `log`,
+`errors` and `prometheus` know the outcome without re-deciding it from return codes. Wrapping
+writers (cache, loadbalance, rewrite) subclass WriterWrapper and forward to the writer they wrap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final, Protocol
+
+from dnslib import RR, DNSHeader, DNSRecord, EDNSOption
+
+from clusterdns.chain.request import Request
+
+# EDNS options always echoed back unchanged (spec §4.4): NSID, EXPIRE, COOKIE, TCP-KEEPALIVE, PADDING.
+ECHOED_OPTIONS: Final = frozenset({3, 9, 10, 11, 12})
+OPT: Final = 41
+
+
+class ResponseWriter(Protocol):
+    """Where a plugin writes its reply; also records what was written."""
+
+    @property
+    def proto(self) -> str: ...
+    @property
+    def remote(self) -> tuple[str, int]: ...
+    @property
+    def local(self) -> tuple[str, int]: ...
+    @property
+    def written(self) -> bool: ...
+    @property
+    def rcode(self) -> int: ...
+    @property
+    def msg(self) -> DNSRecord | None: ...
+    @property
+    def plugin(self) -> str: ...
+    @property
+    def rsize(self) -> int: ...
+
+    def write(self, msg: DNSRecord, plugin: str) -> None:
+        """Send `msg` as the reply; `plugin` names who built it (metrics `plugin` label)."""
+
+
+def full_rcode(msg: DNSRecord) -> int:
+    """The reply's rcode including the extended bits carried in an OPT record."""
+    code = int(msg.header.rcode)
+    for rr in msg.ar:
+        if rr.rtype == OPT:
+            code |= ((int(rr.ttl) >> 24) & 0xFF) << 4
+    return code
+
+
+def copy_header(h: DNSHeader) -> DNSHeader:
+    """A detached copy of a dnslib header."""
+    return DNSHeader(id=h.id, bitmap=h.bitmap, q=h.q, a=h.a, auth=h.auth, ar=h.ar)
+
+
+def mirror_edns(msg: DNSRecord, req: Request) -> tuple[DNSRecord, int]:
+    """Return the reply with the query's EDNS mirrored, and the bytes that adds (spec §4.4 step 1).
+
+    The reply object the plugin built is not changed.
+    """
+    qe = req.edns
+    if qe is None:
+        return msg, 0
+    existing = next((rr for rr in msg.ar if rr.rtype == OPT), None)
+    if existing is not None:
+        options = list(existing.rdata or ())
+        ext = (int(existing.ttl) >> 24) & 0xFF
+    else:
+        options = [EDNSOption(code, data) for code, data in qe.options if code in ECHOED_OPTIONS]
+        ext = 0
+    ttl = (ext << 24) | (0x8000 if qe.do else 0)
+    opt = RR(".", OPT, rclass=qe.udp_size, ttl=ttl, rdata=options)
+    out = DNSRecord(copy_header(msg.header), questions=list(msg.questions), rr=list(msg.rr),
+                    auth=list(msg.auth), ar=[rr for rr in msg.ar if rr.rtype != OPT] + [opt])
+    added = 0 if existing is not None else 11 + sum(4 + len(o.data) for o in options)
+    return out, added
+
+
+def pack_fitted(msg: DNSRecord, limit: int) -> tuple[bytes, bool]:
+    """Pack `msg` into at most `limit` bytes, keeping records in section order while they fit.
+
+    Returns the wire bytes and whether records were dropped (then TC is set). The OPT record is
+    always kept. An upstream TC bit already on the message is preserved.
+    """
+    wire = msg.pack()
+    if len(wire) <= limit:
+        return wire, False
+    opt = [rr for rr in msg.ar if rr.rtype == OPT]
+    records = [(0, rr) for rr in msg.rr] + [(1, rr) for rr in msg.auth]
+    records += [(2, rr) for rr in msg.ar if rr.rtype != OPT]
+
+    def build(k: int) -> DNSRecord:
+        kept = records[:k]
+        header = copy_header(msg.header)
+        header.tc = 1
+        return DNSRecord(
+            header,
+            questions=list(msg.questions),
+            rr=[rr for s, rr in kept if s == 0],
+            auth=[rr for s, rr in kept if s == 1],
+            ar=[rr for s, rr in kept if s == 2] + opt,
+        )
+
+    lo, hi = 0, len(records) - 1
+    best = build(0).pack()
+    while lo <= hi:
+        mid = (lo + hi + 1) // 2
+        candidate = build(mid).pack()
+        if len(candidate) <= limit:
+            best = candidate
+            lo = mid + 1
+            if mid == hi:
+                break
+        else:
+            hi = mid - 1
+    return best, True
+
+
+class Writer:
+    """The server-side writer for one query: mirror EDNS, fit, pack, send (once)."""
+
+    def __init__(self, req: Request, send: Callable[[bytes], None]) -> None:
+        self.req = req
+        self._send = send
+        self._msg: DNSRecord | None = None
+        self._plugin = ""
+        self._rcode = 0
+        self._rsize = 0
+        self.truncated = False
+        self.wire_size = 0
+
+    @property
+    def proto(self) -> str:
+        return self.req.proto
+
+    @property
+    def remote(self) -> tuple[str, int]:
+        return self.req.remote
+
+    @property
+    def local(self) -> tuple[str, int]:
+        return self.req.local
+
+    @property
+    def written(self) -> bool:
+        return self._msg is not None
+
+    @property
+    def rcode(self) -> int:
+        return self._rcode
+
+    @property
+    def msg(self) -> DNSRecord | None:
+        return self._msg
+
+    @property
+    def plugin(self) -> str:
+        return self._plugin
+
+    @property
+    def rsize(self) -> int:
+        return self._rsize
+
+    def write(self, msg: DNSRecord, plugin: str) -> None:
+        """Finish and send the reply; a second write for the same query is ignored."""
+        if self._msg is not None:
+            return
+        self._msg = msg
+        self._plugin = plugin
+        self._rcode = full_rcode(msg)
+        out, added = mirror_edns(msg, self.req)
+        wire, self.truncated = pack_fitted(out, self.req.max_size)
+        self._rsize = len(msg.pack()) if self.truncated else len(wire) - added
+        self.wire_size = len(wire)
+        self._send(wire)
+
+
+class WriterWrapper:
+    """Base for writers that wrap another one; everything is forwarded unless overridden."""
+
+    def __init__(self, inner: ResponseWriter) -> None:
+        self.inner = inner
+
+    @property
+    def proto(self) -> str:
+        return self.inner.proto
+
+    @property
+    def remote(self) -> tuple[str, int]:
+        return self.inner.remote
+
+    @property
+    def local(self) -> tuple[str, int]:
+        return self.inner.local
+
+    @property
+    def written(self) -> bool:
+        return self.inner.written
+
+    @property
+    def rcode(self) -> int:
+        return self.inner.rcode
+
+    @property
+    def msg(self) -> DNSRecord | None:
+        return self.inner.msg
+
+    @property
+    def plugin(self) -> str:
+        return self.inner.plugin
+
+    @property
+    def rsize(self) -> int:
+        return self.inner.rsize
+
+    def write(self, msg: DNSRecord, plugin: str) -> None:
+        """Forward the reply to the wrapped writer."""
+        self.inner.write(msg, plugin)

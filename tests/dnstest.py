@@ -1,0 +1,132 @@
+"""Shared test helpers: table-driven DNS cases, a recording writer, chains built from Corefiles."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from dnslib import EDNS0, QTYPE, RR, DNSRecord
+
+from clusterdns.chain.build import Block, Config, build
+from clusterdns.chain.fastpath import FastPath
+from clusterdns.chain.request import Request
+from clusterdns.chain.setup import ProcessContext
+from clusterdns.chain.writer import Writer
+from clusterdns.corefile import parse
+from clusterdns.chain.order import DIRECTIVES
+from clusterdns.dnsutil import rcode as rc
+from clusterdns.metrics import Metrics
+from clusterdns.plugins import SETUP
+from clusterdns.webserver import HTTPRegistry
+
+REMOTE = ("10.240.0.1", 40212)
+LOCAL = ("127.0.0.1", 53)
+
+
+def rrs(*lines: str) -> list[str]:
+    """Normalise zone-file lines to dnslib's text form (sorted by the caller when order is free)."""
+    out: list[str] = []
+    for line in lines:
+        out.extend(str(r) for r in RR.fromZone(line))
+    return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class Case:
+    """One query and the reply expected for it; sections compare as zone-file text."""
+
+    qname: str
+    qtype: str = "A"
+    rcode: str = "NOERROR"
+    answer: Sequence[str] = ()
+    ns: Sequence[str] = ()
+    extra: Sequence[str] = ()
+    flags: str | None = None
+    """Space-separated header flags that must be exactly the set ones, e.g. "qr aa rd"."""
+    ordered: bool = False
+
+    def id(self) -> str:
+        return f"{self.qname} {self.qtype}"
+
+    def request(self, *, proto: str = "udp", remote: tuple[str, int] = REMOTE) -> Request:
+        return make_request(self.qname, self.qtype, proto=proto, remote=remote)
+
+    def check(self, msg: DNSRecord | None) -> None:
+        assert msg is not None, f"{self.id()}: no reply written"
+        got_rcode = rc.rcode_name(int(msg.header.rcode))
+        assert got_rcode == self.rcode, f"{self.id()}: rcode {got_rcode}, want {self.rcode}\n{msg}"
+        for section, want, got in (
+            ("answer", self.answer, msg.rr),
+            ("authority", self.ns, msg.auth),
+            ("additional", self.extra, [r for r in msg.ar if r.rtype != 41]),
+        ):
+            want_text = rrs(*want)
+            got_text = [str(r) for r in got]
+            if not self.ordered:
+                want_text, got_text = sorted(want_text), sorted(got_text)
+            assert got_text == want_text, f"{self.id()}: {section}\n got {got_text}\nwant {want_text}"
+        if self.flags is not None:
+            assert flags_of(msg) == set(self.flags.split()), f"{self.id()}: flags {flags_of(msg)}"
+
+
+def flags_of(msg: DNSRecord) -> set[str]:
+    h = msg.header
+    return {n for n, v in (("qr", h.qr), ("aa", h.aa), ("tc", h.tc), ("rd", h.rd), ("ra", h.ra),
+                           ("ad", h.ad), ("cd", h.cd)) if v}
+
+
+def make_request(
+    qname: str,
+    qtype: str = "A",
+    *,
+    proto: str = "udp",
+    remote: tuple[str, int] = REMOTE,
+    edns_size: int | None = None,
+    do: bool = False,
+) -> Request:
+    q = DNSRecord.question(qname, qtype)
+    if edns_size is not None:
+        q.add_ar(EDNS0(udp_len=edns_size, flags="do" if do else ""))
+    wire = q.pack()
+    return Request(DNSRecord.parse(wire), wire, proto=proto, remote=remote, local=LOCAL,
+                   server="dns://:53")
+
+
+@dataclass
+class RecordingWriter(Writer):
+    """A server writer that keeps the sent bytes instead of sending them."""
+
+    sent: list[bytes] = field(default_factory=list)
+
+    def __init__(self, req: Request) -> None:
+        self.sent = []
+        super().__init__(req, self.sent.append)
+
+    def reply(self) -> DNSRecord | None:
+        return DNSRecord.parse(self.sent[0]) if self.sent else None
+
+
+def new_process() -> ProcessContext:
+    return ProcessContext(metrics=Metrics(), http=HTTPRegistry(), fastpath=FastPath())
+
+
+def build_config(corefile: str, *, dns_port: int = 53, file: str = "Corefile") -> Config:
+    """Parse and set up a Corefile the way the server does (nothing is started)."""
+    blocks = parse(corefile, file, DIRECTIVES)
+    return build(blocks, specs=SETUP, dns_port=dns_port, process=new_process())
+
+
+def first_block(corefile: str) -> Block:
+    return build_config(corefile).blocks[0]
+
+
+async def serve(block: Block, req: Request) -> tuple[int, RecordingWriter]:
+    """Run one request through a block's chain; returns (rcode, writer)."""
+    assert block.head is not None
+    w = RecordingWriter(req)
+    code = await block.head.serve(req, w)
+    return code, w
+
+
+def qtype_code(name: str) -> int:
+    return int(getattr(QTYPE, name))
