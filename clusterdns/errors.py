@@ -1,4 +1,4 @@
-"""The one exception tree of clusterdns: everything raised on purpose descends from ClusterDNSError."""
+"""The one exception tree: everything clusterdns raises on purpose descends from ClusterDNSError."""
 
 from __future__ import annotations
 
@@ -28,14 +28,16 @@ class CorefileErrors(ClusterDNSError):
 
 
 class PluginError(ClusterDNSError):
-    """An error a plugin returns up the chain (CoreDNS's `(rcode, error)`), text `plugin/<name>: ...`.
+    """An error a plugin returns up the chain (CoreDNS's `(rcode, error)`).
 
     The `errors` plugin logs it; the server answers with `rcode` (default SERVFAIL) unless a
-    reply was already written. It is not a crash: crashes are any other exception.
+    reply was already written. It is not a crash: crashes are any other exception. The text is
+    `plugin/<name>: <message>`, or the bare message with `bare=True` (errors that CoreDNS passes
+    up unwrapped, such as forward's `read udp ...: i/o timeout`).
     """
 
-    def __init__(self, plugin: str, message: str, *, rcode: int = 2) -> None:
-        super().__init__(f"plugin/{plugin}: {message}")
+    def __init__(self, plugin: str, message: str, *, rcode: int = 2, bare: bool = False) -> None:
+        super().__init__(message if bare else f"plugin/{plugin}: {message}")
         self.plugin = plugin
         self.message = message
         self.rcode = rcode

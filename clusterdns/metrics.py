@@ -27,7 +27,22 @@ from clusterdns import __version__
 
 NAMESPACE: Final = "coredns"
 DURATION_BUCKETS: Final = tuple(0.00025 * 2**n for n in range(16))
-SIZE_BUCKETS: Final = (0, 100, 200, 300, 400, 511, 1023, 2047, 4095, 8291, 16000, 32000, 48000, 64000)
+SIZE_BUCKETS: Final = (
+    0,
+    100,
+    200,
+    300,
+    400,
+    511,
+    1023,
+    2047,
+    4095,
+    8291,
+    16000,
+    32000,
+    48000,
+    64000,
+)
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 
 LabelKey = tuple[str, ...]
@@ -87,7 +102,9 @@ class Histogram:
 
     __slots__ = ("bounds", "counts", "doc", "labelnames", "name", "sums")
 
-    def __init__(self, name: str, doc: str, labelnames: Sequence[str], bounds: Sequence[float]) -> None:
+    def __init__(
+        self, name: str, doc: str, labelnames: Sequence[str], bounds: Sequence[float]
+    ) -> None:
         self.name = name
         self.doc = doc
         self.labelnames = tuple(labelnames)
@@ -143,35 +160,83 @@ class Metrics:
     def __init__(self, revision: str = "") -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         srv_zone_view = ("server", "zone", "view")
-        self.build_info = Gauge(f"{NAMESPACE}_build_info", "A metric with a constant '1' value "
-                                "labeled by version, revision, and goversion from which CoreDNS was built.",
-                                ("version", "revision", "goversion"))
+        self.build_info = Gauge(
+            f"{NAMESPACE}_build_info",
+            "A metric with a constant '1' value "
+            "labeled by version, revision, and goversion from which CoreDNS was built.",
+            ("version", "revision", "goversion"),
+        )
         self.build_info.set((__version__, revision, f"python{platform.python_version()}"), 1)
-        self.panics = Counter(f"{NAMESPACE}_panics_total", "A metrics that counts the number of panics.")
-        self.requests = Counter(f"{NAMESPACE}_dns_requests_total", "Counter of DNS requests made per zone, protocol and family.",
-                                (*srv_zone_view, "proto", "family", "type"))
-        self.duration = Histogram(f"{NAMESPACE}_dns_request_duration_seconds", "Histogram of the time (in seconds) each request took.",
-                                  srv_zone_view, DURATION_BUCKETS)
-        self.request_size = Histogram(f"{NAMESPACE}_dns_request_size_bytes", "Size of the EDNS0 UDP buffer in bytes (64K for TCP).",
-                                      (*srv_zone_view, "proto"), SIZE_BUCKETS)
-        self.do_requests = Counter(f"{NAMESPACE}_dns_do_requests_total", "Counter of DNS requests with DO bit set per zone.",
-                                   srv_zone_view)
-        self.response_size = Histogram(f"{NAMESPACE}_dns_response_size_bytes", "Size of the returned response in bytes.",
-                                       (*srv_zone_view, "proto"), SIZE_BUCKETS)
-        self.responses = Counter(f"{NAMESPACE}_dns_responses_total", "Counter of response status codes.",
-                                 (*srv_zone_view, "rcode", "plugin"))
-        self.plugin_enabled = Gauge(f"{NAMESPACE}_plugin_enabled", "A metric that indicates whether a plugin is enabled on per server and zone basis.",
-                                    (*srv_zone_view, "name"))
-        self.dropped = Counter("clusterdns_dns_dropped_requests_total",
-                               "Packets dropped before the plugin chain, by reason.", ("reason",))
-        self.rejected = Counter("clusterdns_dns_rejected_requests_total",
-                                "Packets answered from the header alone (FORMERR, NOTIMP, BADVERS).", ("rcode",))
-        self.fastpath_hits = Counter("clusterdns_fastpath_hits_total", "Queries answered from prepared wire replies.")
-        self._core = _Families([
-            self.build_info, self.panics, self.requests, self.duration, self.request_size,
-            self.do_requests, self.response_size, self.responses, self.plugin_enabled,
-            self.dropped, self.rejected, self.fastpath_hits,
-        ])
+        self.panics = Counter(
+            f"{NAMESPACE}_panics_total", "A metrics that counts the number of panics."
+        )
+        self.requests = Counter(
+            f"{NAMESPACE}_dns_requests_total",
+            "Counter of DNS requests made per zone, protocol and family.",
+            (*srv_zone_view, "proto", "family", "type"),
+        )
+        self.duration = Histogram(
+            f"{NAMESPACE}_dns_request_duration_seconds",
+            "Histogram of the time (in seconds) each request took.",
+            srv_zone_view,
+            DURATION_BUCKETS,
+        )
+        self.request_size = Histogram(
+            f"{NAMESPACE}_dns_request_size_bytes",
+            "Size of the EDNS0 UDP buffer in bytes (64K for TCP).",
+            (*srv_zone_view, "proto"),
+            SIZE_BUCKETS,
+        )
+        self.do_requests = Counter(
+            f"{NAMESPACE}_dns_do_requests_total",
+            "Counter of DNS requests with DO bit set per zone.",
+            srv_zone_view,
+        )
+        self.response_size = Histogram(
+            f"{NAMESPACE}_dns_response_size_bytes",
+            "Size of the returned response in bytes.",
+            (*srv_zone_view, "proto"),
+            SIZE_BUCKETS,
+        )
+        self.responses = Counter(
+            f"{NAMESPACE}_dns_responses_total",
+            "Counter of response status codes.",
+            (*srv_zone_view, "rcode", "plugin"),
+        )
+        self.plugin_enabled = Gauge(
+            f"{NAMESPACE}_plugin_enabled",
+            "A metric that indicates whether a plugin is enabled on per server and zone basis.",
+            (*srv_zone_view, "name"),
+        )
+        self.dropped = Counter(
+            "clusterdns_dns_dropped_requests_total",
+            "Packets dropped before the plugin chain, by reason.",
+            ("reason",),
+        )
+        self.rejected = Counter(
+            "clusterdns_dns_rejected_requests_total",
+            "Packets answered from the header alone (FORMERR, NOTIMP, BADVERS).",
+            ("rcode",),
+        )
+        self.fastpath_hits = Counter(
+            "clusterdns_fastpath_hits_total", "Queries answered from prepared wire replies."
+        )
+        self._core = _Families(
+            [
+                self.build_info,
+                self.panics,
+                self.requests,
+                self.duration,
+                self.request_size,
+                self.do_requests,
+                self.response_size,
+                self.responses,
+                self.plugin_enabled,
+                self.dropped,
+                self.rejected,
+                self.fastpath_hits,
+            ]
+        )
         self.registry.register(self._core)
         self.registry.register(ProcessCollector(registry=None))
 

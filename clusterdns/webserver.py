@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -66,11 +67,15 @@ class HTTPListener:
         host, port = split_address(self.address)
         try:
             self.server = await asyncio.start_server(
-                self._serve, host=host, port=port, reuse_address=True,
+                self._serve,
+                host=host,
+                port=port,
+                reuse_address=True,
                 family=socket.AF_UNSPEC,
             )
         except OSError as exc:
-            raise ServerError(f"cannot listen on {self.address}: {exc.strerror or exc}") from exc
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise ServerError(f"cannot listen on {self.address}: {reason}") from exc
 
     async def stop(self) -> None:
         """Stop listening; connections in flight finish on their own."""
@@ -83,7 +88,12 @@ class HTTPListener:
             async with asyncio.timeout(READ_TIMEOUT_S):
                 head = await reader.readuntil(b"\r\n\r\n")
             status, ctype, body, method = await self._dispatch(head)
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
+        except (
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            TimeoutError,
+            ConnectionError,
+        ):
             writer.close()
             return
         reason = REASONS.get(status, "OK")

@@ -1,1 +1,1 @@
-"""The plugin framework: request, writer, handler contract, order, fast-path table, chain builder."""
+"""The plugin framework: request, writer, handler contract, order, fast-path table, builder."""

@@ -62,7 +62,9 @@ def build(
                 errors.append(tok.error(str(exc)))
         if not keys:
             continue
-        settings = BlockSettings(index, tuple(keys), sb.file, sb.line, tuple(d.name for d in sb.directives))
+        settings = BlockSettings(
+            index, tuple(keys), sb.file, sb.line, tuple(d.name for d in sb.directives)
+        )
         ctx = SetupContext(settings, process)
         factories: list[tuple[str, PluginFactory]] = []
         for name in ORDER:
@@ -86,6 +88,7 @@ def build(
         head: Handler | None = None
         for _, factory in reversed(factories):
             head = factory(head)
+        settings.head = head
         blocks.append(Block(settings, head, tuple(n for n, _ in factories)))
     config = Config(blocks, process)
     for block in blocks:
@@ -95,8 +98,13 @@ def build(
                 zones = config.listeners.setdefault((key.scheme, addr, key.port), {})
                 if key.zone in zones and zones[key.zone] is not block:
                     where = f"{key.scheme}://{key.zone}:{key.port}"
-                    errors.append(CorefileError(f"cannot serve {where} - it is already defined",
-                                                file=block.settings.file, line=block.settings.line))
+                    errors.append(
+                        CorefileError(
+                            f"cannot serve {where} - it is already defined",
+                            file=block.settings.file,
+                            line=block.settings.line,
+                        )
+                    )
                     continue
                 zones[key.zone] = block
     if errors:

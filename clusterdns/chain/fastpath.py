@@ -1,10 +1,12 @@
 """The prepared-reply table: query bytes after the ID -> wire reply after the ID.
 
 The server's responder looks a datagram up here before anything is decoded; a hit splices the
-query's ID in front of the stored tail and sends. Plugins (kubernetes, cache) fill it and keep it
-exact: each entry belongs to a zone slot whose generation the owner bumps on every change, and
-may carry an expiry. The key is every byte after the ID, so flags, letter case, EDNS size and DO
-are all part of it and a hit is byte-for-byte the reply the full chain would give.
+query's ID in front of the stored tail and sends. Plugins (kubernetes, cache) keep it exact: a
+plugin that answers attaches an `Offer` to the writer (its zone slot's generation, an optional
+expiry); the responder then stores the sent bytes in its listener's table, and the plugin bumps
+the slot's generation on every change it sees, which invalidates all entries of the slot.
+The key is every byte after the ID, so flags, letter case, EDNS size and DO are all part of
+it, and a hit is byte-for-byte the reply the full chain would give.
 Loop-thread only.
 """
 
@@ -34,23 +36,15 @@ class Prepared:
     """Called with (proto, family) on every hit, so metrics and log see the query."""
 
 
-class FastPath:
-    """A bounded table of prepared replies with per-zone generations."""
+class Generations:
+    """Process-wide generation counters, one per slot (a zone of a plugin instance)."""
 
-    def __init__(self, capacity: int = DEFAULT_CAPACITY, clock: Callable[[], float] = time.monotonic) -> None:
-        self.capacity = capacity
-        self.clock = clock
-        self._table: dict[bytes, Prepared] = {}
+    def __init__(self) -> None:
         self._generations: list[int] = []
         self._slots: dict[str, int] = {}
-        self.hits = 0
-        self.misses = 0
-
-    def __len__(self) -> int:
-        return len(self._table)
 
     def slot(self, owner: str) -> int:
-        """Register (or find) the generation slot named `owner` (e.g. `kubernetes:cluster.local.`)."""
+        """Register (or find) the slot named `owner` (e.g. `kubernetes:cluster.local.`)."""
         if owner not in self._slots:
             self._slots[owner] = len(self._generations)
             self._generations.append(0)
@@ -63,6 +57,39 @@ class FastPath:
     def bump(self, slot: int) -> None:
         """Invalidate every entry of a slot (they are dropped lazily on lookup)."""
         self._generations[slot] += 1
+
+    def current(self) -> list[int]:
+        """The live counter list (read on every fast-path hit)."""
+        return self._generations
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """What a plugin attaches to a reply it allows the fast path to replay."""
+
+    slot: int
+    generation: int
+    expires: float = math.inf
+
+
+class FastPath:
+    """One listener's bounded table of prepared replies (listeners may route names differently)."""
+
+    def __init__(
+        self,
+        generations: Generations,
+        capacity: int = DEFAULT_CAPACITY,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.capacity = capacity
+        self.clock = clock
+        self._table: dict[bytes, Prepared] = {}
+        self._generations = generations.current()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._table)
 
     def get(self, key: bytes) -> Prepared | None:
         """Return the live entry for `key`, dropping it if stale."""
@@ -78,6 +105,17 @@ class FastPath:
             return None
         self.hits += 1
         return entry
+
+    def offer(
+        self,
+        key: bytes,
+        wire: bytes,
+        offer: Offer,
+        on_hit: Callable[[str, int], None] | None = None,
+    ) -> None:
+        """Store the reply the full chain just sent for `key`, if its offer is still current."""
+        if offer.generation == self._generations[offer.slot]:
+            self.put(key, Prepared(wire[2:], offer.slot, offer.generation, offer.expires, on_hit))
 
     def put(self, key: bytes, entry: Prepared) -> None:
         """Store an entry, evicting the oldest when the table is full."""

@@ -145,4 +145,3 @@ class Request:
 def answer_rr(owner: str, rtype: int, rdata: object, ttl: int) -> RR:
     """Build a class-IN resource record (a thin typed wrapper over dnslib's RR)."""
     return RR(owner, rtype, rdata=rdata, ttl=ttl)
-

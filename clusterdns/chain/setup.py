@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from clusterdns.chain.fastpath import FastPath
-from clusterdns.chain.handler import PluginFactory
+from clusterdns.chain.fastpath import Generations
+from clusterdns.chain.handler import Handler, PluginFactory
 from clusterdns.corefile import Directive
 from clusterdns.dnsutil.zones import ZoneAddr
 from clusterdns.metrics import Metrics
@@ -18,6 +19,21 @@ from clusterdns.webserver import HTTPRegistry
 
 Hook = Callable[[], Awaitable[None]]
 ReadyCheck = Callable[[], bool]
+
+
+class UpstreamRegistry(Protocol):
+    """What `forward` offers its block, so `loop` can take a looping upstream out of service.
+
+    The two plugins never import each other; they meet through `BlockSettings.upstreams`.
+    """
+
+    def upstreams_for(self, qname: str) -> list[str]:
+        """Upstreams (`host:port`) a query for lower-case `qname` is in flight to or would use."""
+        ...
+
+    def quarantine(self, upstream: str, reason: str) -> None:
+        """Stop sending to `upstream`; what would go there gets SERVFAIL."""
+        ...
 
 
 @dataclass
@@ -34,6 +50,11 @@ class BlockSettings:
     ready_checks: list[tuple[str, ReadyCheck]] = field(default_factory=list)
     ready_notes: list[Callable[[], str]] = field(default_factory=list)
     """Informational lines for the `/ready` body that never make it fail (e.g. a detected loop)."""
+    upstreams: list[UpstreamRegistry] = field(default_factory=list)
+    """Registered by each `forward` line of the block."""
+    head: Handler | None = None
+    """The block's whole chain, set once built: plugins that re-run a query from the top of
+    their own block (ExternalName targets) call `head.serve` with a CaptureWriter."""
 
     @property
     def zones(self) -> tuple[str, ...]:
@@ -47,7 +68,7 @@ class ProcessContext:
 
     metrics: Metrics
     http: HTTPRegistry
-    fastpath: FastPath
+    generations: Generations
     startup: list[Hook] = field(default_factory=list)
     shutdown: list[Hook] = field(default_factory=list)
     lameduck_s: float = 0.0
@@ -96,4 +117,4 @@ class PluginSpec:
     name: str
     setup: SetupFunc
     once: bool = False
-    """Reject a second line in the same block (`this plugin can only be used once per Server Block`)."""
+    """Reject a second line in a block (`this plugin can only be used once per Server Block`)."""

@@ -13,9 +13,10 @@ from typing import Final, Protocol
 
 from dnslib import RR, DNSHeader, DNSRecord, EDNSOption
 
+from clusterdns.chain.fastpath import Offer
 from clusterdns.chain.request import Request
 
-# EDNS options always echoed back unchanged (spec §4.4): NSID, EXPIRE, COOKIE, TCP-KEEPALIVE, PADDING.
+# EDNS options always echoed unchanged (spec §4.4): NSID, EXPIRE, COOKIE, TCP-KEEPALIVE, PADDING.
 ECHOED_OPTIONS: Final = frozenset({3, 9, 10, 11, 12})
 OPT: Final = 41
 
@@ -42,6 +43,9 @@ class ResponseWriter(Protocol):
 
     def write(self, msg: DNSRecord, plugin: str) -> None:
         """Send `msg` as the reply; `plugin` names who built it (metrics `plugin` label)."""
+
+    def offer_fastpath(self, offer: Offer) -> None:
+        """Allow the fast path to replay the reply about to be written, while `offer` holds."""
 
 
 def full_rcode(msg: DNSRecord) -> int:
@@ -75,8 +79,13 @@ def mirror_edns(msg: DNSRecord, req: Request) -> tuple[DNSRecord, int]:
         ext = 0
     ttl = (ext << 24) | (0x8000 if qe.do else 0)
     opt = RR(".", OPT, rclass=qe.udp_size, ttl=ttl, rdata=options)
-    out = DNSRecord(copy_header(msg.header), questions=list(msg.questions), rr=list(msg.rr),
-                    auth=list(msg.auth), ar=[rr for rr in msg.ar if rr.rtype != OPT] + [opt])
+    out = DNSRecord(
+        copy_header(msg.header),
+        questions=list(msg.questions),
+        rr=list(msg.rr),
+        auth=list(msg.auth),
+        ar=[rr for rr in msg.ar if rr.rtype != OPT] + [opt],
+    )
     added = 0 if existing is not None else 11 + sum(4 + len(o.data) for o in options)
     return out, added
 
@@ -87,7 +96,7 @@ def pack_fitted(msg: DNSRecord, limit: int) -> tuple[bytes, bool]:
     Returns the wire bytes and whether records were dropped (then TC is set). The OPT record is
     always kept. An upstream TC bit already on the message is preserved.
     """
-    wire = msg.pack()
+    wire = bytes(msg.pack())
     if len(wire) <= limit:
         return wire, False
     opt = [rr for rr in msg.ar if rr.rtype == OPT]
@@ -107,10 +116,10 @@ def pack_fitted(msg: DNSRecord, limit: int) -> tuple[bytes, bool]:
         )
 
     lo, hi = 0, len(records) - 1
-    best = build(0).pack()
+    best = bytes(build(0).pack())
     while lo <= hi:
         mid = (lo + hi + 1) // 2
-        candidate = build(mid).pack()
+        candidate = bytes(build(mid).pack())
         if len(candidate) <= limit:
             best = candidate
             lo = mid + 1
@@ -132,7 +141,9 @@ class Writer:
         self._rcode = 0
         self._rsize = 0
         self.truncated = False
-        self.wire_size = 0
+        self.wire = b""
+        self.offer: Offer | None = None
+        """Set by the answering plugin when the fast path may replay this exact reply."""
 
     @property
     def proto(self) -> str:
@@ -166,6 +177,10 @@ class Writer:
     def rsize(self) -> int:
         return self._rsize
 
+    def offer_fastpath(self, offer: Offer) -> None:
+        """Record that the fast path may replay this reply (the responder decides)."""
+        self.offer = offer
+
     def write(self, msg: DNSRecord, plugin: str) -> None:
         """Finish and send the reply; a second write for the same query is ignored."""
         if self._msg is not None:
@@ -176,7 +191,7 @@ class Writer:
         out, added = mirror_edns(msg, self.req)
         wire, self.truncated = pack_fitted(out, self.req.max_size)
         self._rsize = len(msg.pack()) if self.truncated else len(wire) - added
-        self.wire_size = len(wire)
+        self.wire = wire
         self._send(wire)
 
 
@@ -221,3 +236,62 @@ class WriterWrapper:
     def write(self, msg: DNSRecord, plugin: str) -> None:
         """Forward the reply to the wrapped writer."""
         self.inner.write(msg, plugin)
+
+    def offer_fastpath(self, offer: Offer) -> None:
+        """Forward the offer; wrappers that change replies per query override this to drop it."""
+        self.inner.offer_fastpath(offer)
+
+
+class CaptureWriter:
+    """Records a reply without sending it.
+
+    For sub-queries a plugin runs through a chain itself (ExternalName targets, autopath tries).
+    """
+
+    def __init__(self, proto: str, remote: tuple[str, int], local: tuple[str, int]) -> None:
+        self._proto = proto
+        self._remote = remote
+        self._local = local
+        self._msg: DNSRecord | None = None
+        self._plugin = ""
+
+    @property
+    def proto(self) -> str:
+        return self._proto
+
+    @property
+    def remote(self) -> tuple[str, int]:
+        return self._remote
+
+    @property
+    def local(self) -> tuple[str, int]:
+        return self._local
+
+    @property
+    def written(self) -> bool:
+        return self._msg is not None
+
+    @property
+    def rcode(self) -> int:
+        return full_rcode(self._msg) if self._msg is not None else 0
+
+    @property
+    def msg(self) -> DNSRecord | None:
+        return self._msg
+
+    @property
+    def plugin(self) -> str:
+        return self._plugin
+
+    @property
+    def rsize(self) -> int:
+        return len(self._msg.pack()) if self._msg is not None else 0
+
+    def write(self, msg: DNSRecord, plugin: str) -> None:
+        """Keep the first reply."""
+        if self._msg is None:
+            self._msg = msg
+            self._plugin = plugin
+
+    def offer_fastpath(self, offer: Offer) -> None:
+        """A captured reply is never replayed by the fast path."""

@@ -13,12 +13,28 @@ REFUSED: Final = 5
 BADVERS: Final = 16
 
 RCODE_NAMES: Final = {
-    0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED",
-    6: "YXDOMAIN", 7: "YXRRSET", 8: "NXRRSET", 9: "NOTAUTH", 10: "NOTZONE", 16: "BADVERS",
-    17: "BADKEY", 18: "BADTIME", 19: "BADMODE", 20: "BADNAME", 21: "BADALG", 22: "BADTRUNC",
+    0: "NOERROR",
+    1: "FORMERR",
+    2: "SERVFAIL",
+    3: "NXDOMAIN",
+    4: "NOTIMP",
+    5: "REFUSED",
+    6: "YXDOMAIN",
+    7: "YXRRSET",
+    8: "NXRRSET",
+    9: "NOTAUTH",
+    10: "NOTZONE",
+    16: "BADSIG",
+    17: "BADKEY",
+    18: "BADTIME",
+    19: "BADMODE",
+    20: "BADNAME",
+    21: "BADALG",
+    22: "BADTRUNC",
     23: "BADCOOKIE",
 }
-RCODES_BY_NAME: Final = {v: k for k, v in RCODE_NAMES.items()}
+# 16 prints as BADSIG (miekg/dns's table, used by CoreDNS's logs and metrics); BADVERS parses too.
+RCODES_BY_NAME: Final = {**{v: k for k, v in RCODE_NAMES.items()}, "BADVERS": 16}
 
 # Error rcodes that mean "the chain did not write" (spec §4.5).
 CLIENT_WRITE_ERRORS: Final = frozenset({SERVFAIL, REFUSED, FORMERR, NOTIMP})
@@ -30,10 +46,34 @@ def rcode_name(code: int) -> str:
 
 
 TYPE_NAMES: Final = {
-    1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 13: "HINFO", 15: "MX", 16: "TXT",
-    28: "AAAA", 33: "SRV", 35: "NAPTR", 39: "DNAME", 41: "OPT", 43: "DS", 46: "RRSIG", 47: "NSEC",
-    48: "DNSKEY", 50: "NSEC3", 52: "TLSA", 64: "SVCB", 65: "HTTPS", 99: "SPF", 249: "TKEY",
-    250: "TSIG", 251: "IXFR", 252: "AXFR", 255: "ANY", 257: "CAA",
+    1: "A",
+    2: "NS",
+    5: "CNAME",
+    6: "SOA",
+    12: "PTR",
+    13: "HINFO",
+    15: "MX",
+    16: "TXT",
+    28: "AAAA",
+    33: "SRV",
+    35: "NAPTR",
+    39: "DNAME",
+    41: "OPT",
+    43: "DS",
+    46: "RRSIG",
+    47: "NSEC",
+    48: "DNSKEY",
+    50: "NSEC3",
+    52: "TLSA",
+    64: "SVCB",
+    65: "HTTPS",
+    99: "SPF",
+    249: "TKEY",
+    250: "TSIG",
+    251: "IXFR",
+    252: "AXFR",
+    255: "ANY",
+    257: "CAA",
 }
 TYPES_BY_NAME: Final = {v: k for k, v in TYPE_NAMES.items()}
 
@@ -77,10 +117,30 @@ def class_name(code: int) -> str:
     """Mnemonic for a class, `CLASS<n>` when unknown."""
     return CLASS_NAMES.get(code, f"CLASS{code}")
 
+
 # The `type` label values of coredns_dns_requests_total (spec §11.2); everything else is "other".
 MONITORED_TYPES: Final = frozenset(
-    {"A", "AAAA", "CNAME", "DNSKEY", "DS", "MX", "NSEC3", "NSEC", "NS", "PTR", "RRSIG", "SOA",
-     "SRV", "TXT", "HTTPS", "SVCB", "IXFR", "AXFR", "ANY"}
+    {
+        "A",
+        "AAAA",
+        "CNAME",
+        "DNSKEY",
+        "DS",
+        "MX",
+        "NSEC3",
+        "NSEC",
+        "NS",
+        "PTR",
+        "RRSIG",
+        "SOA",
+        "SRV",
+        "TXT",
+        "HTTPS",
+        "SVCB",
+        "IXFR",
+        "AXFR",
+        "ANY",
+    }
 )
 
 

@@ -33,9 +33,9 @@ class Verdict(enum.Enum):
     """What the header alone says about a packet."""
 
     ACCEPT = "accept"
-    DROP = "drop"           # shorter than a header, or a response (QR=1)
-    NOTIMP = "notimp"       # opcode other than QUERY/NOTIFY
-    FORMERR = "formerr"     # section counts outside the accepted policy
+    DROP = "drop"  # shorter than a header, or a response (QR=1)
+    NOTIMP = "notimp"  # opcode other than QUERY/NOTIFY
+    FORMERR = "formerr"  # section counts outside the accepted policy
 
 
 def header_verdict(data: bytes) -> Verdict:
@@ -170,7 +170,9 @@ def _check_options(data: bytes, off: int, end: int) -> None:
         off += length
 
 
-def header_only_reply(data: bytes, rcode: int, *, keep_opcode: bool, question: bytes = b"") -> bytes:
+def header_only_reply(
+    data: bytes, rcode: int, *, keep_opcode: bool, question: bytes = b""
+) -> bytes:
     """Build the reply the DNS library sends for a rejected packet (spec §4.3).
 
     Same ID and header bits as the query, QR set, AA and Z cleared, no sections except the

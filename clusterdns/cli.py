@@ -1,0 +1,271 @@
+"""The command line: CoreDNS's flags, plus `-validate`; load, set up, serve, handle signals.
+
+Flags use Go's syntax (`-conf FILE`, `--conf=FILE`); a Deployment written for the coredns binary
+runs unchanged. The whole Corefile is parsed and set up before any socket opens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final, NoReturn
+
+from clusterdns.chain.build import Config, build
+from clusterdns.chain.fastpath import Generations
+from clusterdns.chain.order import DIRECTIVES
+from clusterdns.chain.setup import ProcessContext
+from clusterdns.corefile import parse
+from clusterdns.corefile.directive import ServerBlock
+from clusterdns.errors import ClusterDNSError, CorefileError, CorefileErrors, ServerError
+from clusterdns.metrics import Metrics
+from clusterdns.plugins import SETUP
+from clusterdns.server import logfmt
+from clusterdns.server.lifecycle import Server, version_lines
+from clusterdns.server.tcp import DEFAULT_MAX_CONNECTIONS, TCPLimits
+from clusterdns.webserver import HTTPRegistry
+
+log = logging.getLogger("clusterdns")
+
+DEFAULT_COREFILE: Final = ".:{port} {{\n    whoami\n    log\n}}\n"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message}\n")
+
+
+def _flags() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="clusterdns",
+        allow_abbrev=False,
+        add_help=True,
+        description="Kubernetes cluster DNS server, compatible with CoreDNS.",
+    )
+    p.add_argument(
+        "-conf",
+        "--conf",
+        dest="conf",
+        help="Corefile to load (default ./Corefile; 'stdin' reads standard input)",
+    )
+    p.add_argument(
+        "-dns.port",
+        "--dns.port",
+        "-p",
+        dest="port",
+        type=int,
+        default=53,
+        help="Default port (default 53)",
+    )
+    p.add_argument("-pidfile", "--pidfile", dest="pidfile", help="File to write the process id to")
+    p.add_argument(
+        "-plugins",
+        "--plugins",
+        dest="plugins",
+        nargs="?",
+        const="true",
+        help="List installed plugins",
+    )
+    p.add_argument(
+        "-version", "--version", dest="version", nargs="?", const="true", help="Show version"
+    )
+    p.add_argument(
+        "-quiet",
+        "--quiet",
+        dest="quiet",
+        nargs="?",
+        const="true",
+        help="Quiet mode (no start-up banner)",
+    )
+    p.add_argument(
+        "-validate",
+        "--validate",
+        dest="validate",
+        nargs="?",
+        const="true",
+        help="Set up the Corefile without serving; print every error; exit 0 if it would start",
+    )
+    p.add_argument(
+        "-tcp.max-connections",
+        "--tcp.max-connections",
+        dest="max_tcp",
+        type=int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        help="Cap on concurrent TCP connections (default 20000)",
+    )
+    p.add_argument("extra", nargs="*", help=argparse.SUPPRESS)
+    return p
+
+
+def _true(value: str | None) -> bool:
+    return value is not None and value.lower() in ("true", "1", "t", "yes")
+
+
+@dataclass
+class Loaded:
+    """A Corefile's text and the name errors use."""
+
+    text: str
+    name: str
+    base_dir: str
+
+
+def load_corefile(conf: str | None, port: int) -> Loaded:
+    """Find the Corefile as CoreDNS does: -conf FILE, -conf stdin, ./Corefile, or the default.
+
+    Raises:
+        ClusterDNSError: -conf names a file that cannot be read.
+    """
+    if conf == "stdin":
+        return Loaded(sys.stdin.read(), "stdin", os.getcwd())
+    if conf is not None:
+        try:
+            with open(conf, encoding="utf-8") as fh:
+                return Loaded(fh.read(), conf, os.path.dirname(os.path.abspath(conf)))
+        except OSError as exc:
+            raise ClusterDNSError(f"{conf}: {exc.strerror or exc}") from exc
+    if os.path.exists("Corefile"):
+        with open("Corefile", encoding="utf-8") as fh:
+            return Loaded(fh.read(), "Corefile", os.getcwd())
+    return Loaded(DEFAULT_COREFILE.format(port=port), "default", os.getcwd())
+
+
+def setup_config(
+    loaded: Loaded, port: int, metrics: Metrics, *, validate_only: bool = False
+) -> Config:
+    """Parse and set up a Corefile; nothing is opened.
+
+    Raises:
+        CorefileError: a syntax error (parsing stops at the first).
+        CorefileErrors: every setup error found.
+    """
+    warnings: list[str] = []
+    blocks: list[ServerBlock] = parse(
+        loaded.text, loaded.name, DIRECTIVES, base_dir=loaded.base_dir, warnings=warnings
+    )
+    for w in warnings:
+        log.warning("%s", w)
+    process = ProcessContext(
+        metrics=metrics, http=HTTPRegistry(), generations=Generations(), validate_only=validate_only
+    )
+    return build(blocks, specs=SETUP, dns_port=port, process=process)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    args = _flags().parse_args(argv)
+    if args.extra:
+        print(f"extra command line arguments: {args.extra}", file=sys.stderr)
+        return 2
+    if _true(args.version):
+        print("\n".join(version_lines(os.environ.get("CLUSTERDNS_REVISION", ""))))
+        return 0
+    if _true(args.plugins):
+        print("\n".join(sorted(SETUP)))
+        return 0
+    logfmt.configure()
+    try:
+        loaded = load_corefile(args.conf, args.port)
+        config = setup_config(
+            loaded,
+            args.port,
+            Metrics(os.environ.get("CLUSTERDNS_REVISION", "")),
+            validate_only=_true(args.validate),
+        )
+    except CorefileErrors as exc:
+        for err in exc.errors:
+            print(str(err), file=sys.stderr)
+        return 1
+    except (CorefileError, ClusterDNSError) as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    if _true(args.validate):
+        print(f"{loaded.name}: OK")
+        return 0
+    limits = TCPLimits(max_connections=args.max_tcp)
+    return _run(config, loaded, args, limits)
+
+
+def _run(config: Config, loaded: Loaded, args: argparse.Namespace, limits: TCPLimits) -> int:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency; kept for odd platforms
+        return asyncio.run(_serve(config, loaded, args, limits))
+    result: int = uvloop.run(_serve(config, loaded, args, limits))
+    return result
+
+
+async def _serve(
+    config: Config, loaded: Loaded, args: argparse.Namespace, limits: TCPLimits
+) -> int:
+    server = Server(
+        config,
+        quiet=_true(args.quiet),
+        limits=limits,
+        revision=os.environ.get("CLUSTERDNS_REVISION", ""),
+    )
+    try:
+        await server.start()
+    except ServerError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    if args.pidfile:
+        with open(args.pidfile, "w", encoding="utf-8") as fh:
+            fh.write(f"{os.getpid()}\n")
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    how = {"graceful": True, "sigint": 0}
+
+    def on_term() -> None:
+        log.info("SIGTERM: Shutting down servers then terminating")
+        stop.set()
+
+    def on_int() -> None:
+        how["sigint"] += 1
+        if how["sigint"] > 1:
+            log.info("SIGINT: Force quit")
+            os._exit(2)
+        log.info("SIGINT: Shutting down")
+        how["graceful"] = False
+        stop.set()
+
+    reloading: set[asyncio.Task[None]] = set()
+
+    def on_usr1() -> None:
+        log.info("SIGUSR1: Reloading")
+        task = loop.create_task(_reload(server, args))
+        reloading.add(task)
+        task.add_done_callback(reloading.discard)
+
+    loop.add_signal_handler(signal.SIGTERM, on_term)
+    loop.add_signal_handler(signal.SIGINT, on_int)
+    loop.add_signal_handler(signal.SIGQUIT, lambda: os._exit(0))
+    loop.add_signal_handler(signal.SIGHUP, lambda: None)
+    loop.add_signal_handler(signal.SIGUSR1, on_usr1)
+    try:
+        await stop.wait()
+        await server.stop(graceful=bool(how["graceful"]))
+    finally:
+        if args.pidfile:
+            with contextlib.suppress(OSError):
+                os.unlink(args.pidfile)
+    return 4 if server.hook_failed else 0
+
+
+async def _reload(server: Server, args: argparse.Namespace) -> None:
+    """Reload the Corefile in place (SIGUSR1); on any error the running configuration stays."""
+    metrics = server.config.process.metrics
+    try:
+        loaded = load_corefile(args.conf, args.port)
+        new = setup_config(loaded, args.port, metrics)
+        await server.swap(new)
+    except (ClusterDNSError, OSError) as exc:
+        log.error("SIGUSR1: %s", str(exc).replace("\n", "; "))
+        return
+    log.info("Reloading complete")

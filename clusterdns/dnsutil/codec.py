@@ -1,0 +1,56 @@
+"""Decode a DNS message with dnslib, accepting every legal label.
+
+dnslib's own `DNSRecord.parse` rejects labels that are not UTF-8 (legal in DNS: RFC 2181 §11)
+and follows compression pointers recursively. This decoder runs dnslib's section parsers over a
+buffer whose name decoding is iterative and byte-transparent. Call it only on packets that
+`dnsutil.wire.walk` accepted, so pointers are known to be strictly backward and names bounded.
+"""
+
+from __future__ import annotations
+
+from dnslib import RR, DNSError, DNSHeader, DNSQuestion, DNSRecord
+from dnslib.buffer import BufferError
+from dnslib.label import DNSBuffer, DNSLabel
+
+
+class _Buffer(DNSBuffer):  # type: ignore[misc]
+    offset: int
+    data: bytearray
+
+    def decode_name(self, last: int = -1) -> DNSLabel:
+        labels: list[bytes] = []
+        resume = -1
+        off = self.offset
+        data = self.data
+        while True:
+            length = data[off]
+            if length & 0xC0 == 0xC0:
+                if resume < 0:
+                    resume = off + 2
+                off = ((length & 0x3F) << 8) | data[off + 1]
+                continue
+            if length == 0:
+                off += 1
+                break
+            labels.append(bytes(data[off + 1 : off + 1 + length]))
+            off += 1 + length
+        self.offset = resume if resume >= 0 else off
+        return DNSLabel(labels)
+
+
+def parse_message(data: bytes) -> DNSRecord:
+    """Decode a walked message.
+
+    Raises:
+        DNSError: a record's data does not decode.
+    """
+    buf = _Buffer(data)
+    try:
+        header = DNSHeader.parse(buf)
+        questions = [DNSQuestion.parse(buf) for _ in range(header.q)]
+        rr = [RR.parse(buf) for _ in range(header.a)]
+        auth = [RR.parse(buf) for _ in range(header.auth)]
+        ar = [RR.parse(buf) for _ in range(header.ar)]
+    except (BufferError, IndexError, ValueError) as exc:
+        raise DNSError(f"cannot decode message: {exc}") from exc
+    return DNSRecord(header, questions, rr, auth=auth, ar=ar)
