@@ -167,6 +167,7 @@ async def running_server(
     limits: TCPLimits | None = None,
     max_inflight: int = 10_000,
     head: Handler | None = None,
+    fastpath: bool | None = None,
 ) -> AsyncIterator[Server]:
     """Start the real server from Corefile text (use port 0 keys) and stop it afterwards.
 
@@ -175,6 +176,8 @@ async def running_server(
     config = build_config(corefile)
     if head is not None:
         config.blocks[0].head = head
+    if fastpath is not None:
+        config.blocks[0].fastpath = fastpath
     server = Server(config, quiet=True, limits=limits, max_inflight=max_inflight)
     await server.start()
     try:

@@ -28,6 +28,8 @@ class Block:
     head: Handler | None
     plugins: tuple[str, ...]
     """Query-handling plugins, in chain order."""
+    fastpath: bool = False
+    """Whether replies offered by its plugins may be stored in the fast path (see PluginSpec)."""
 
 
 @dataclass
@@ -89,7 +91,8 @@ def build(
         for _, factory in reversed(factories):
             head = factory(head)
         settings.head = head
-        blocks.append(Block(settings, head, tuple(n for n, _ in factories)))
+        replay_safe = all(specs[n].replay_safe for n in settings.directives if n in specs)
+        blocks.append(Block(settings, head, tuple(n for n, _ in factories), fastpath=replay_safe))
     config = Config(blocks, process)
     for block in blocks:
         addresses = block.settings.listen or [""]

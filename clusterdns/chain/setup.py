@@ -118,3 +118,7 @@ class PluginSpec:
     setup: SetupFunc
     once: bool = False
     """Reject a second line in a block (`this plugin can only be used once per Server Block`)."""
+    replay_safe: bool = False
+    """The fast path may replay a reply this plugin's chain produced without running the plugin:
+    it has no per-query side effect and does not depend on anything but the query bytes (and
+    the generations of offers). A block stores fast-path offers only if all its plugins are."""

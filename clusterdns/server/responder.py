@@ -161,7 +161,7 @@ class Responder:
             if code in rc.CLIENT_WRITE_ERRORS:
                 w.write(req.reply(aa=False, rcode=code), "")
             return
-        if w.offer is not None and proto == "udp" and not w.truncated:
+        if w.offer is not None and block.fastpath and proto == "udp" and not w.truncated:
             self.fastpath.offer(data[2:], w.wire, w.offer)
 
     def _count_dropped(self, proto: str, remote: tuple[str, int], qtype: int, code: int) -> None:
