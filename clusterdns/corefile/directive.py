@@ -61,8 +61,10 @@ class Directive:
         return CorefileError(message, file=tok.file, line=tok.line, directive=self.plugin)
 
     def expect_args(self, low: int, high: int | None = None) -> list[str]:
-        """Return the argument texts, requiring between `low` and `high` of them (exactly `low`
-        when `high` is None; `high=-1` means no upper bound)."""
+        """Return the argument texts, requiring between `low` and `high` of them.
+
+        `high` None means exactly `low`; `high=-1` means no upper bound.
+        """
         n = len(self.args)
         upper = low if high is None else high
         if n < low or (upper >= 0 and n > upper):
@@ -76,10 +78,12 @@ class Directive:
             raise self.error(f"{self.name} takes no block")
 
     def walk(self) -> Iterator[Directive]:
-        """Yield this line and every nested line, depth first."""
-        yield self
-        for child in self.options:
-            yield from child.walk()
+        """Yield this line and every nested line, depth first (iteratively: any depth works)."""
+        stack: list[Directive] = [self]
+        while stack:
+            line = stack.pop()
+            yield line
+            stack.extend(reversed(line.options))
 
 
 def _count_message(low: int, high: int, got: int) -> str:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from clusterdns.dnsutil.names import is_subdomain
-from clusterdns.dnsutil.zones import KeyError_, zones_of
+from clusterdns.dnsutil.zones import KeyError_, zones_from_arg
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +31,9 @@ NEVER = Fallthrough(())
 def parse_fallthrough(values: Sequence[str]) -> Fallthrough:
     """Build from the option's arguments: no zones means every zone (`.`).
 
+    Zones are normalised like server-block keys (CoreDNS `NormalizeExact`): a scheme and a port
+    are dropped, CIDRs become reverse zones.
+
     Raises:
         ValueError: a zone is not a valid domain name or CIDR.
     """
@@ -39,7 +42,7 @@ def parse_fallthrough(values: Sequence[str]) -> Fallthrough:
     zones: list[str] = []
     for v in values:
         try:
-            zones.extend(zones_of(v))
+            zones.extend(zones_from_arg(v))
         except KeyError_ as exc:
             raise ValueError(str(exc)) from exc
     return Fallthrough(tuple(zones))

@@ -44,9 +44,9 @@ def valid_domain(name: str) -> bool:
 
 
 def is_reverse(zone: str) -> bool:
-    """Whether an absolute zone is under in-addr.arpa. or ip6.arpa."""
+    """Whether an absolute zone is in-addr.arpa. or ip6.arpa. or a name below them."""
     z = zone.lower()
-    return z.endswith("in-addr.arpa.") or z.endswith("ip6.arpa.")
+    return any(z == apex or z.endswith("." + apex) for apex in ("in-addr.arpa.", "ip6.arpa."))
 
 
 def strip_zone(name: str, zone: str) -> str:
