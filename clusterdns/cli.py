@@ -209,15 +209,8 @@ async def _serve(
         quiet=_true(args.quiet),
         limits=limits,
         revision=os.environ.get("CLUSTERDNS_REVISION", ""),
+        on_up=lambda: _write_pidfile(args.pidfile),
     )
-    try:
-        await server.start()
-    except ServerError as exc:
-        print(str(exc), file=sys.stderr)
-        return 1
-    if args.pidfile:
-        with open(args.pidfile, "w", encoding="utf-8") as fh:
-            fh.write(f"{os.getpid()}\n")
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     how = {"graceful": True, "sigint": 0}
@@ -248,6 +241,12 @@ async def _serve(
     loop.add_signal_handler(signal.SIGQUIT, lambda: os._exit(0))
     loop.add_signal_handler(signal.SIGHUP, lambda: None)
     loop.add_signal_handler(signal.SIGUSR1, on_usr1)
+    # Handlers are in place before the banner says the server is up.
+    try:
+        await server.start()
+    except ServerError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
     try:
         await stop.wait()
         await server.stop(graceful=bool(how["graceful"]))
@@ -258,8 +257,15 @@ async def _serve(
     return 4 if server.hook_failed else 0
 
 
+def _write_pidfile(path: str | None) -> None:
+    if path:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(f"{os.getpid()}\n")
+
+
 async def _reload(server: Server, args: argparse.Namespace) -> None:
     """Reload the Corefile in place (SIGUSR1); on any error the running configuration stays."""
+    await server.started.wait()
     metrics = server.config.process.metrics
     try:
         loaded = load_corefile(args.conf, args.port)

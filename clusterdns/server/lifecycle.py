@@ -53,6 +53,7 @@ class Server:
         max_inflight: int = DEFAULT_MAX_INFLIGHT,
         revision: str = "",
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_up: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
         self.quiet = quiet
@@ -69,6 +70,7 @@ class Server:
         self.stopped = asyncio.Event()
         self._stopping = False
         self._sleep = sleep
+        self._on_up = on_up
 
     @property
     def metrics(self) -> object:
@@ -102,6 +104,8 @@ class Server:
             await self._teardown(grace_s=0.0)
             raise
         self._publish_enabled()
+        if self._on_up is not None:
+            self._on_up()  # the pid file, written once every listener is up (before the banner)
         if not self.quiet:
             self._banner()
         self.started.set()

@@ -14,7 +14,7 @@ from typing import Final
 from clusterdns.corefile import Directive
 from clusterdns.dnsutil.duration import parse_duration
 from clusterdns.dnsutil.fallthrough import NEVER, Fallthrough, parse_fallthrough
-from clusterdns.dnsutil.zones import KeyError_, zones_of
+from clusterdns.dnsutil.zones import KeyError_, zones_from_arg
 
 DEFAULT_PATH: Final = "/etc/hosts"
 DEFAULT_TTL_S: Final = 3600
@@ -59,7 +59,7 @@ def parse(d: Directive, block_zones: Sequence[str]) -> HostsConfig:
         path = args[0]
         for index in range(1, len(args)):
             try:
-                zones.extend(zones_of(args[index]))
+                zones.extend(zones_from_arg(args[index]))
             except KeyError_ as exc:
                 raise d.arg_error(index, str(exc)) from exc
     inline: list[str] = []

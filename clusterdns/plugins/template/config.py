@@ -14,7 +14,7 @@ from typing import Final
 from clusterdns.corefile import Directive
 from clusterdns.dnsutil import rcode as rc
 from clusterdns.dnsutil.fallthrough import NEVER, Fallthrough, parse_fallthrough
-from clusterdns.dnsutil.zones import KeyError_, zones_of
+from clusterdns.dnsutil.zones import KeyError_, zones_from_arg
 from clusterdns.plugins.template.expansion import TemplateSyntaxError, TextTemplate, parse_template
 from clusterdns.plugins.template.regex import Regex, RegexError, compile_re2
 from clusterdns.plugins.template.zonefile import CLASSES, TYPES
@@ -100,7 +100,7 @@ def parse_rule(d: Directive, block_zones: Sequence[str]) -> Rule:
     zones: list[str] = []
     for i, text in enumerate(args[2:], start=2):
         try:
-            zones.extend(zones_of(text))
+            zones.extend(zones_from_arg(text))
         except KeyError_ as exc:
             raise d.arg_error(i, str(exc)) from exc
     regexes: list[Regex] = []
