@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import platform
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Final
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Final, TypeVar, cast
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -46,6 +46,7 @@ SIZE_BUCKETS: Final = (
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 
 LabelKey = tuple[str, ...]
+T = TypeVar("T")
 
 
 class Counter:
@@ -159,6 +160,7 @@ class Metrics:
 
     def __init__(self, revision: str = "") -> None:
         self.registry = CollectorRegistry(auto_describe=False)
+        self._shared: dict[str, object] = {}
         srv_zone_view = ("server", "zone", "view")
         self.build_info = Gauge(
             f"{NAMESPACE}_build_info",
@@ -243,6 +245,17 @@ class Metrics:
     def register(self, *families: Counter | Histogram) -> None:
         """Publish further plain-integer families (a plugin's own series)."""
         self.registry.register(_Families(families))
+
+    def shared(self, key: str, make: Callable[[Metrics], T]) -> T:
+        """Get or create a plugin's metrics, once per process.
+
+        `make` builds and registers them the first time; every later caller (another block,
+        another line, a reloaded configuration) gets the same object, so no family is
+        published twice.
+        """
+        if key not in self._shared:
+            self._shared[key] = make(self)
+        return cast(T, self._shared[key])
 
     def exposition(self) -> bytes:
         """The text exposition of every registered series."""
