@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable
 from typing import Final
 
-from dnslib import RR, DNSRecord
+from dnslib import RR, DNSBuffer, DNSRecord
 
 from clusterdns.dnsutil import rcode as rc
 
@@ -256,3 +256,23 @@ def minimal_ttl(msg: DNSRecord, t: ResponseType, maximum_s: int) -> int:
             if rr.rtype != rc.OPT and int(rr.ttl) < lowest:
                 lowest = int(rr.ttl)
     return lowest
+
+
+_HEADER_BYTES = 12
+
+
+class _FlatBuffer(DNSBuffer):  # type: ignore[misc]
+    """A dnslib buffer that never compresses names."""
+
+    encode_name = DNSBuffer.encode_name_nocompress
+
+
+def uncompressed_size(msg: DNSRecord) -> int:
+    """The size of `msg` packed without name compression (the log's `{rsize}`, as miekg's Len)."""
+    buf = _FlatBuffer()
+    for q in msg.questions:
+        q.pack(buf)
+    for section in (msg.rr, msg.auth, msg.ar):
+        for rr in section:
+            rr.pack(buf)
+    return _HEADER_BYTES + len(buf.data)

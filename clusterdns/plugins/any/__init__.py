@@ -42,7 +42,7 @@ Stop ANY queries before they reach upstream servers:
 
 `dig @127.0.0.1 example.org ANY` then shows
 `example.org. 8482 IN HINFO "ANY obsoleted" "See RFC 8482"`.
-"""  # noqa: D400, D415 (the docstring is the README: its first line is the title)
+"""
 
 from __future__ import annotations
 

@@ -45,7 +45,7 @@ cluster.local {
     whoami
 }
 ~~~
-"""  # noqa: D400, D415 (the docstring is the README: its first line is the title)
+"""
 
 from __future__ import annotations
 

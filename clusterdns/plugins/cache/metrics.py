@@ -6,7 +6,6 @@ labels are CoreDNS's. `zones` is the cache's zones joined with `,`; `view` is al
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 from typing import Final
 
@@ -30,50 +29,49 @@ class CacheMetrics:
     evictions: Counter
 
 
-_METRICS: weakref.WeakKeyDictionary[Metrics, CacheMetrics] = weakref.WeakKeyDictionary()
+def _make_metrics(metrics: Metrics) -> CacheMetrics:
+    """Build and register the series (once per process, through `Metrics.shared`)."""
+    prefix = f"{NAMESPACE}_cache"
+    found = CacheMetrics(
+        entries=Gauge(f"{prefix}_entries", "The number of elements in the cache.", _TYPED),
+        requests=Counter(f"{prefix}_requests_total", "The count of cache requests.", _BASE),
+        hits=Counter(f"{prefix}_hits_total", "The count of cache hits.", _TYPED),
+        misses=Counter(
+            f"{prefix}_misses_total",
+            "The count of cache misses. Deprecated, derive misses from cache hits/requests "
+            "counters.",
+            _BASE,
+        ),
+        prefetch=Counter(
+            f"{prefix}_prefetch_total",
+            "The number of times the cache has prefetched a cached item.",
+            _BASE,
+        ),
+        drops=Counter(
+            f"{prefix}_drops_total",
+            "The number responses that are not cached, because the reply is malformed.",
+            _BASE,
+        ),
+        served_stale=Counter(
+            f"{prefix}_served_stale_total",
+            "The number of requests served from stale cache entries.",
+            _BASE,
+        ),
+        evictions=Counter(f"{prefix}_evictions_total", "The count of cache evictions.", _TYPED),
+    )
+    metrics.register(
+        found.entries,
+        found.requests,
+        found.hits,
+        found.misses,
+        found.prefetch,
+        found.drops,
+        found.served_stale,
+        found.evictions,
+    )
+    return found
 
 
 def metrics_for(metrics: Metrics) -> CacheMetrics:
     """Return the cache series of `metrics`, registering them on first use."""
-    found = _METRICS.get(metrics)
-    if found is None:
-        prefix = f"{NAMESPACE}_cache"
-        found = CacheMetrics(
-            entries=Gauge(f"{prefix}_entries", "The number of elements in the cache.", _TYPED),
-            requests=Counter(f"{prefix}_requests_total", "The count of cache requests.", _BASE),
-            hits=Counter(f"{prefix}_hits_total", "The count of cache hits.", _TYPED),
-            misses=Counter(
-                f"{prefix}_misses_total",
-                "The count of cache misses. Deprecated, derive misses from cache hits/requests "
-                "counters.",
-                _BASE,
-            ),
-            prefetch=Counter(
-                f"{prefix}_prefetch_total",
-                "The number of times the cache has prefetched a cached item.",
-                _BASE,
-            ),
-            drops=Counter(
-                f"{prefix}_drops_total",
-                "The number responses that are not cached, because the reply is malformed.",
-                _BASE,
-            ),
-            served_stale=Counter(
-                f"{prefix}_served_stale_total",
-                "The number of requests served from stale cache entries.",
-                _BASE,
-            ),
-            evictions=Counter(f"{prefix}_evictions_total", "The count of cache evictions.", _TYPED),
-        )
-        metrics.register(
-            found.entries,
-            found.requests,
-            found.hits,
-            found.misses,
-            found.prefetch,
-            found.drops,
-            found.served_stale,
-            found.evictions,
-        )
-        _METRICS[metrics] = found
-    return found
+    return metrics.shared("cache", _make_metrics)

@@ -69,7 +69,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -140,7 +139,22 @@ class HealthMetrics:
     failures: Counter
 
 
-_METRICS: weakref.WeakKeyDictionary[Metrics, HealthMetrics] = weakref.WeakKeyDictionary()
+def _make_metrics(metrics: Metrics) -> HealthMetrics:
+    """Build and register the series (once per process, through `Metrics.shared`)."""
+    duration = Histogram(
+        f"{NAMESPACE}_health_request_duration_seconds",
+        "Histogram of the time (in seconds) each request took.",
+        (),
+        BUCKETS,
+    )
+    failures = Counter(
+        f"{NAMESPACE}_health_request_failures_total",
+        "The number of times the health check failed.",
+    )
+    failures.inc((), 0)
+    metrics.register(duration, failures)
+    found = HealthMetrics(duration, failures)
+    return found
 
 
 def health_metrics(metrics: Metrics) -> HealthMetrics:
@@ -148,22 +162,7 @@ def health_metrics(metrics: Metrics) -> HealthMetrics:
 
     Metrics outlive a reload, so a second setup reuses the series instead of publishing them twice.
     """
-    found = _METRICS.get(metrics)
-    if found is None:
-        duration = Histogram(
-            f"{NAMESPACE}_health_request_duration_seconds",
-            "Histogram of the time (in seconds) each request took.",
-            (),
-            BUCKETS,
-        )
-        failures = Counter(
-            f"{NAMESPACE}_health_request_failures_total",
-            "The number of times the health check failed.",
-        )
-        failures.inc((), 0)
-        metrics.register(duration, failures)
-        found = _METRICS[metrics] = HealthMetrics(duration, failures)
-    return found
+    return metrics.shared("health", _make_metrics)
 
 
 async def handle(method: str) -> Response:

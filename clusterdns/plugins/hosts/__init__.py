@@ -131,7 +131,6 @@ from __future__ import annotations
 import logging
 import os
 import stat
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -157,27 +156,26 @@ class HostsMetrics:
     reload_timestamp: Gauge
 
 
-_METRICS: weakref.WeakKeyDictionary[Metrics, HostsMetrics] = weakref.WeakKeyDictionary()
+def _make_metrics(metrics: Metrics) -> HostsMetrics:
+    """Build and register the series (once per process, through `Metrics.shared`)."""
+    found = HostsMetrics(
+        entries=Gauge(
+            f"{NAMESPACE}_hosts_entries",
+            "The combined number of entries in hosts and Corefile.",
+            ("hostsfile",),
+        ),
+        reload_timestamp=Gauge(
+            f"{NAMESPACE}_hosts_reload_timestamp_seconds",
+            "The timestamp of the last reload of hosts file.",
+        ),
+    )
+    metrics.register(found.entries, found.reload_timestamp)
+    return found
 
 
 def metrics_for(metrics: Metrics) -> HostsMetrics:
     """Return the hosts series of `metrics`, registering them on first use."""
-    found = _METRICS.get(metrics)
-    if found is None:
-        found = HostsMetrics(
-            entries=Gauge(
-                f"{NAMESPACE}_hosts_entries",
-                "The combined number of entries in hosts and Corefile.",
-                ("hostsfile",),
-            ),
-            reload_timestamp=Gauge(
-                f"{NAMESPACE}_hosts_reload_timestamp_seconds",
-                "The timestamp of the last reload of hosts file.",
-            ),
-        )
-        metrics.register(found.entries, found.reload_timestamp)
-        _METRICS[metrics] = found
-    return found
+    return metrics.shared("hosts", _make_metrics)
 
 
 def _check_file(d: Directive, path: str) -> None:

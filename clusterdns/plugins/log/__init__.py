@@ -103,6 +103,7 @@ from typing import Final
 from clusterdns.chain.handler import Handler, PluginFactory
 from clusterdns.chain.setup import PluginSpec, SetupContext
 from clusterdns.corefile import Directive
+from clusterdns.dnsutil.response import ResponseClass
 from clusterdns.plugins.log.config import (
     COMBINED_FORMAT,
     COMMON_FORMAT,
@@ -112,7 +113,6 @@ from clusterdns.plugins.log.config import (
     parse,
 )
 from clusterdns.plugins.log.handler import QUERY_LOGGER, Log
-from clusterdns.plugins.log.response import ResponseClass
 
 __all__ = [
     "COMBINED_FORMAT",

@@ -11,7 +11,7 @@ from typing import Final
 
 from clusterdns.corefile import Directive
 from clusterdns.dnsutil.names import normalize
-from clusterdns.plugins.log.response import ResponseClass
+from clusterdns.dnsutil.response import ResponseClass
 
 NAME: Final = "log"
 

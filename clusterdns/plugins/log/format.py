@@ -17,7 +17,7 @@ from dnslib import DNSRecord
 
 from clusterdns.chain.request import Request
 from clusterdns.dnsutil import rcode as rc
-from clusterdns.plugins.log.response import uncompressed_size
+from clusterdns.dnsutil.response import uncompressed_size
 
 EMPTY: Final = "-"
 """Printed for a value that does not exist (no reply, absent metadata)."""

@@ -29,10 +29,10 @@ from clusterdns.chain.request import Request
 from clusterdns.chain.writer import ResponseWriter, WriterWrapper
 from clusterdns.dnsutil import rcode as rc
 from clusterdns.dnsutil.names import is_subdomain
+from clusterdns.dnsutil.response import class_of, classify
 from clusterdns.errors import PluginError
 from clusterdns.plugins.log.config import NAME, LogConfig, Rule
 from clusterdns.plugins.log.format import Entry, LineFormat, compile_format
-from clusterdns.plugins.log.response import classify
 
 QUERY_LOGGER: Final = "clusterdns.querylog"
 query_log = logging.getLogger(QUERY_LOGGER)
@@ -124,7 +124,7 @@ class Log:
             msg = req.reply(aa=False, rcode=code)
         else:
             msg = None
-        if not rule.logs_all and classify(msg, code) not in rule.classes:
+        if not rule.logs_all and class_of(classify(msg)) not in rule.classes:
             return False
         query_log.info("%s", rule.format.render(Entry(req, msg, code, start_ns)))
         return True

@@ -25,6 +25,7 @@ from clusterdns.chain.setup import BlockSettings, SetupContext
 from clusterdns.chain.writer import ResponseWriter
 from clusterdns.corefile import parse
 from clusterdns.dnsutil import rcode as rc
+from clusterdns.dnsutil.response import class_of, classify, uncompressed_size
 from clusterdns.errors import CorefileErrors, PluginError
 from clusterdns.plugins.log import (
     COMBINED_FORMAT,
@@ -36,7 +37,6 @@ from clusterdns.plugins.log import (
     Rule,
 )
 from clusterdns.plugins.log.format import Entry, compile_format, seconds_text
-from clusterdns.plugins.log.response import classify, uncompressed_size
 from tests.dnstest import LOCAL, REMOTE, RecordingWriter, build_config, make_request, new_process
 
 SUCCESS, DENIAL, ERROR, ALL = (
@@ -451,11 +451,11 @@ def test_classify(
     msg = reply_of(
         request("example.org.", qtype, opcode=opcode), rcode=rcode, answer=answer, auth=auth
     )
-    assert classify(msg, rcode) is want
+    assert class_of(classify(msg)) is want
 
 
 def test_no_reply_is_an_error() -> None:
-    assert classify(None, rc.NOERROR) is ERROR
+    assert class_of(classify(None)) is ERROR
 
 
 OUTCOMES: dict[str, Behaviour] = {
