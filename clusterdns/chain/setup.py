@@ -50,6 +50,9 @@ class BlockSettings:
     ready_checks: list[tuple[str, ReadyCheck]] = field(default_factory=list)
     ready_notes: list[Callable[[], str]] = field(default_factory=list)
     """Informational lines for the `/ready` body that never make it fail (e.g. a detected loop)."""
+    bound: list[tuple[str, int]] = field(default_factory=list)
+    """(address, port) of each DNS listener serving the block, filled once bound ("" = wildcard);
+    how plugins that query their own server (loop) find a port-0 key's real port."""
     upstreams: list[UpstreamRegistry] = field(default_factory=list)
     """Registered by each `forward` line of the block."""
     head: Handler | None = None

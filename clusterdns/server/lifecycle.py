@@ -126,6 +126,8 @@ class Server:
             responder.server = server_label(actual)
             self.listeners[actual] = listener
             self.bound[key] = actual
+            for block in {id(b): b for b in zones.values()}.values():
+                block.settings.bound.append((key[1], listener.port))
 
     def _publish_enabled(self) -> None:
         gauge = self.config.process.metrics.plugin_enabled
@@ -237,6 +239,11 @@ class Server:
             for listener in added.values():
                 listener.close_sockets()
             raise
+        for key, zones in new.listeners.items():
+            for block in {id(b): b for b in zones.values()}.values():
+                block.settings.bound.append(
+                    (key[1], (added.get(bound[key]) or self.listeners[key]).port)
+                )
         for key, zones in new.listeners.items():
             if key in self.listeners:
                 responder = self.listeners[key].responder

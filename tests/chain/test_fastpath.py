@@ -73,7 +73,8 @@ class Offering:
     async def serve(self, req: Request, w: ResponseWriter) -> int:
         self.calls += 1
         reply = req.reply(aa=True)
-        reply.add_answer(RR(req.qname, 1, rdata=A(f"10.0.0.{self.gens.generation(self.slot)}"), ttl=5))
+        address = f"10.0.0.{self.gens.generation(self.slot)}"
+        reply.add_answer(RR(req.qname, 1, rdata=A(address), ttl=5))
         w.offer_fastpath(Offer(self.slot, self.gens.generation(self.slot)))
         w.write(reply, self.name)
         return 0

@@ -122,7 +122,10 @@ SETUP_CASES = [
         error="Corefile:4: health: unknown option 'verbose'",
     ),
     # As in CoreDNS, the last of several lines takes effect.
-    SetupCase(corefile=".:53 {\n    health :8080\n    health :8081\n}", want=HealthConfig(address=":8081")),
+    SetupCase(
+        corefile=".:53 {\n    health :8080\n    health :8081\n}",
+        want=HealthConfig(address=":8081"),
+    ),
     SetupCase(
         corefile="example.org:53 {\n    health :8080\n}\ncluster.local:53 {\n    health :8080\n}",
         error="Corefile:5: health: address :8080 already has a health endpoint in another block",
