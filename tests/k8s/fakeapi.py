@@ -13,20 +13,32 @@ Control hooks for tests (thread-safe): create/update/delete objects, bookmarks, 
 (optionally in the middle of an event line), fail the next requests with a status, forbid a
 resource (403 with the API's message), go down (refuse connections) and come back, compact the
 history, expire continue tokens. Every request is recorded; `wait_for` blocks on a condition.
+
+Run as a separate process (`python -m tests.k8s.fakeapi --services 10000`, see `main`) it serves
+a synthetic cluster (`synthetic_cluster`) and/or YAML files, prints one JSON line with its
+addresses once listening, and takes changes on a second loopback port (`ControlServer`): POST
+`/create` (an object), `/delete` (kind, namespace, name), `/down`, `/up`, `/bookmark`,
+`/drop_watches`, `/compact`, `/forbid` and `/allow` (resource), `/fail_next`; GET `/status`.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import copy
+import hashlib
+import ipaddress
 import json
 import re
+import signal
 import socket
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -378,12 +390,9 @@ class FakeApi:
             st.continues[next_token] = _ListSnapshot(snap.items, snap.rv, end)
             meta["continue"] = next_token
             meta["remainingItemCount"] = len(snap.items) - end
-        items_out = []
-        for obj in page:
-            item = copy.deepcopy(obj)
-            item.pop("kind", None)
-            item.pop("apiVersion", None)
-            items_out.append(item)
+        # Stored objects are never changed in place (create/update store fresh copies) and the
+        # page is serialised at once, so a shallow copy without kind/apiVersion is enough.
+        items_out = [{k: v for k, v in obj.items() if k not in _LIST_DROP} for obj in page]
         body = {
             "kind": f"{res.kind}List",
             "apiVersion": res.api_version,
@@ -391,6 +400,10 @@ class FakeApi:
             "items": items_out,
         }
         return 200, body
+
+
+_LIST_DROP = frozenset(("kind", "apiVersion"))
+"""Fields the API server leaves out of each item of a list."""
 
 
 def status_body(code: int, reason: str, message: str) -> JSON:
@@ -471,6 +484,9 @@ class _Server(ThreadingHTTPServer):
 def _make_handler(api: FakeApi) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # As the real API server (Go sets TCP_NODELAY): a small write, such as a watch event or
+        # a body after its headers, must not wait for a delayed ACK (about 40 ms on Linux).
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
@@ -670,3 +686,291 @@ def _filtered(e: _Event, match: Callable[[JSON], bool]) -> JSON | None:
     if old_ok:
         return {"type": "DELETED", "object": e.obj}
     return None
+
+
+# -- synthetic clusters ----------------------------------------------------------------------------
+SERVICE_CIDR = ipaddress.ip_network("10.96.0.0/12")
+POD_CIDR = ipaddress.ip_network("10.128.0.0/9")
+
+
+def synthetic_namespace(index: int) -> str:
+    """The name of namespace `index` of a synthetic cluster."""
+    return f"ns-{index:03d}"
+
+
+def synthetic_service_key(index: int, namespaces: int) -> tuple[str, str]:
+    """(namespace, name) of service `index` in a synthetic cluster of `namespaces` namespaces."""
+    return synthetic_namespace(index % namespaces), f"svc-{index:05d}"
+
+
+def synthetic_service_ip(index: int) -> str:
+    """The cluster IP of service `index` (in 10.96.0.0/12, from 10.96.1.0 up)."""
+    return str(SERVICE_CIDR.network_address + 256 + index)
+
+
+def synthetic_service(index: int, namespaces: int, cluster_ip: str | None = None) -> JSON:
+    """Service `index`: ClusterIP, port `http` 80/TCP; `cluster_ip` overrides its address."""
+    ns, name = synthetic_service_key(index, namespaces)
+    ip = cluster_ip or synthetic_service_ip(index)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"namespace": ns, "name": name, "labels": {"app": name}},
+        "spec": {
+            "type": "ClusterIP",
+            "clusterIP": ip,
+            "clusterIPs": [ip],
+            "selector": {"app": name},
+            "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}],
+        },
+    }
+
+
+def synthetic_slice(index: int, namespaces: int, endpoints_per_slice: int) -> JSON:
+    """The EndpointSlice of service `index`: `endpoints_per_slice` ready pods, port 8080."""
+    ns, service = synthetic_service_key(index, namespaces)
+    suffix = hashlib.sha1(service.encode()).hexdigest()[:5]
+    base = POD_CIDR.network_address + 1 + index * endpoints_per_slice
+    endpoints = [
+        {
+            "addresses": [str(base + j)],
+            "conditions": {"ready": True, "serving": True, "terminating": False},
+            "nodeName": f"node-{(index + j) % 500:03d}",
+            "targetRef": {
+                "kind": "Pod",
+                "namespace": ns,
+                "name": f"{service}-7d4b9c-{j:05d}",
+                "uid": f"pod-{index}-{j}",
+            },
+        }
+        for j in range(endpoints_per_slice)
+    ]
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "namespace": ns,
+            "name": f"{service}-{suffix}",
+            "labels": {
+                "kubernetes.io/service-name": service,
+                "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
+            },
+        },
+        "addressType": "IPv4",
+        "endpoints": endpoints,
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+    }
+
+
+def synthetic_cluster(services: int, endpoints_per_slice: int, namespaces: int) -> list[JSON]:
+    """Namespaces, `services` Services and one EndpointSlice per service (none without endpoints).
+
+    Nothing at all (no namespaces either) when `services` is 0.
+
+    Raises:
+        ValueError: a size is out of range, or the cluster does not fit the service or pod CIDR.
+    """
+    if namespaces < 1 or services < 0 or endpoints_per_slice < 0:
+        raise ValueError("need at least one namespace and no negative size")
+    if 256 + services >= SERVICE_CIDR.num_addresses - 1:
+        raise ValueError(f"{services} services do not fit {SERVICE_CIDR}")
+    if 1 + services * endpoints_per_slice >= POD_CIDR.num_addresses - 1:
+        raise ValueError(f"{services * endpoints_per_slice} endpoints do not fit {POD_CIDR}")
+    if services == 0:
+        return []
+    out: list[JSON] = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": synthetic_namespace(i)}}
+        for i in range(namespaces)
+    ]
+    for i in range(services):
+        out.append(synthetic_service(i, namespaces))
+        if endpoints_per_slice:
+            out.append(synthetic_slice(i, namespaces, endpoints_per_slice))
+    return out
+
+
+def yaml_objects(paths: Iterable[Path]) -> list[JSON]:
+    """The served objects of Kubernetes YAML files: single objects, `kind: List` documents and
+    typed lists (`kind: ServiceList`, whose items carry no kind)."""
+    import yaml  # only the separate-process mode reads YAML
+
+    out: list[JSON] = []
+    for path in paths:
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not isinstance(doc, dict):
+                continue
+            kind = str(doc.get("kind", ""))
+            if not kind.endswith("List"):
+                items: list[Any] = [doc]
+            else:
+                items = [
+                    {"kind": kind[: -len("List")], **item} if kind != "List" else item
+                    for item in doc.get("items") or ()
+                    if isinstance(item, dict)
+                ]
+            out.extend(o for o in items if isinstance(o, dict) and o.get("kind") in BY_KIND)
+    return out
+
+
+# -- control interface (separate-process mode) -----------------------------------------------------
+class ControlServer:
+    """HTTP on loopback that applies changes to a `FakeApi` (JSON bodies, JSON answers)."""
+
+    def __init__(self, api: FakeApi, port: int = 0) -> None:
+        self.api = api
+        self._server = _Server(("127.0.0.1", port), _make_control_handler(api))
+        self.port: int = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), daemon=True, name="fakeapi-control"
+        )
+
+    @property
+    def url(self) -> str:
+        """The base URL, e.g. `http://127.0.0.1:PORT`."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ControlServer:
+        """Serve in a thread; returns self."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+
+def _control(api: FakeApi, path: str, body: JSON) -> tuple[int, JSON]:
+    """Apply one control request; returns (HTTP status, answer)."""
+    if path == "/create":
+        obj = api.create(body)
+        return 200, {"resourceVersion": obj["metadata"]["resourceVersion"]}
+    if path == "/delete":
+        try:
+            api.delete(str(body["kind"]), str(body.get("namespace", "")), str(body["name"]))
+        except KeyError as exc:
+            return 404, {"error": f"no such object: {exc}"}
+        return 200, {"rv": api.rv}
+    if path == "/fail_next":
+        api.fail_next(
+            int(body.get("n", 1)),
+            int(body["status"]),
+            resource=body.get("resource"),
+            verb=body.get("verb"),
+            message=body.get("message"),
+        )
+        return 200, {}
+    if path in ("/forbid", "/allow"):
+        (api.forbid if path == "/forbid" else api.allow)(str(body["resource"]))
+        return 200, {}
+    simple: dict[str, Callable[[], object]] = {
+        "/down": api.down,
+        "/up": api.up,
+        "/bookmark": api.bookmark,
+        "/drop_watches": lambda: api.drop_watches(midline=bool(body.get("midline"))),
+        "/compact": api.compact,
+        "/expire_continue_tokens": api.expire_continue_tokens,
+    }
+    action = simple.get(path)
+    if action is None:
+        return 404, {"error": f"unknown control path {path}"}
+    action()
+    return 200, {"rv": api.rv}
+
+
+def _status(api: FakeApi) -> JSON:
+    with api.cond:
+        st = api.state
+        return {
+            "rv": st.rv,
+            "port": api.port,
+            "up": not st.closing,
+            "objects": {name: len(table) for name, table in st.objects.items()},
+            "open_watches": dict(st.open_watches),
+            "requests": len(st.requests),
+        }
+
+
+def _make_control_handler(api: FakeApi) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        # As the real API server (Go sets TCP_NODELAY): a small write, such as a watch event or
+        # a body after its headers, must not wait for a delayed ACK (about 40 ms on Linux).
+        disable_nagle_algorithm = True
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            if urlsplit(self.path).path == "/status":
+                self._answer(200, _status(api))
+            else:
+                self._answer(404, {"error": "GET serves only /status"})
+
+        def do_POST(self) -> None:
+            size = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(size) if size else b""
+            try:
+                body = json.loads(raw) if raw.strip() else {}
+                if not isinstance(body, dict):
+                    raise ValueError("the body must be a JSON object")
+                code, answer = _control(api, urlsplit(self.path).path, body)
+            except (ValueError, KeyError, TypeError) as exc:
+                code, answer = 400, {"error": f"{type(exc).__name__}: {exc}"}
+            self._answer(code, answer)
+
+        def _answer(self, code: int, body: JSON) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    return Handler
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve a synthetic cluster (and/or YAML files) until SIGTERM or SIGINT."""
+    parser = argparse.ArgumentParser(prog="python -m tests.k8s.fakeapi", description=main.__doc__)
+    parser.add_argument("--services", type=int, default=0, help="synthetic Services (default 0)")
+    parser.add_argument(
+        "--endpoints-per-slice",
+        type=int,
+        default=15,
+        help="ready endpoints in each service's EndpointSlice (default 15)",
+    )
+    parser.add_argument("--namespaces", type=int, default=100, help="namespaces (default 100)")
+    parser.add_argument(
+        "--yaml", type=Path, action="append", default=[], help="also serve a YAML file's objects"
+    )
+    parser.add_argument("--port", type=int, default=0, help="API port (default: a free one)")
+    parser.add_argument("--control-port", type=int, default=0, help="control port (default: free)")
+    parser.add_argument("--history-limit", type=int, default=None, help="watch events kept")
+    args = parser.parse_args(argv)
+    try:
+        objects = synthetic_cluster(args.services, args.endpoints_per_slice, args.namespaces)
+    except ValueError as exc:
+        parser.error(str(exc))
+    objects.extend(yaml_objects(args.yaml))
+    api = FakeApi(history_limit=args.history_limit)
+    api.port = args.port
+    api.load(objects)
+    count = len(objects)
+    del objects
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    api.start()
+    control = ControlServer(api, args.control_port).start()
+    print(json.dumps({"api": api.url, "control": control.url, "objects": count}), flush=True)
+    while not stop.wait(1.0):
+        pass
+    control.stop()
+    api.down()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
