@@ -172,6 +172,7 @@ class Metrics:
         self.panics = Counter(
             f"{NAMESPACE}_panics_total", "A metrics that counts the number of panics."
         )
+        self.panics.inc((), 0)  # exported as 0 from start-up, as CoreDNS does
         self.requests = Counter(
             f"{NAMESPACE}_dns_requests_total",
             "Counter of DNS requests made per zone, protocol and family.",

@@ -13,9 +13,11 @@ import contextlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Final, Protocol
+from urllib.parse import urlsplit
 
 import urllib3
 from kubernetes import client
@@ -49,6 +51,11 @@ API_TYPE: Final[dict[Kind, str]] = {
 """The object type of each kind as CoreDNS (client-go) names it in its log lines."""
 
 _READ_SIZE: Final = 65536
+
+HTTP_METHOD: Final = "GET"
+"""Lists and watches are both GETs: the `verb`/`method` label of the client metrics."""
+NO_RESPONSE: Final = "<error>"
+"""The `code` of a request that got no HTTP response (client-go's value)."""
 
 
 # -- errors ----------------------------------------------------------------------------------------
@@ -152,11 +159,41 @@ class ListWatch(Protocol):
         ...
 
 
+# -- client metrics hooks --------------------------------------------------------------------------
+class RequestObserver(Protocol):
+    """Receives what client-go's `rest_client_*` metrics record about each API request.
+
+    Called from reflector threads, concurrently: implementations must be thread-safe and cheap.
+    `host` is the API server URL's `host[:port]`, as client-go labels it.
+    """
+
+    def result(self, code: str, method: str, host: str) -> None:
+        """One request finished: `code` is the HTTP status as text, or `<error>` without one."""
+        ...
+
+    def latency(self, verb: str, host: str, seconds: float) -> None:
+        """A list request took `seconds`, body included (watches are not observed)."""
+        ...
+
+    def rate_limiter(self, verb: str, host: str, seconds: float) -> None:
+        """A list request waited `seconds` for the client-side rate limiter before it was sent."""
+        ...
+
+
+def url_host(url: str) -> str:
+    """The `host[:port]` of a URL (`https://10.96.0.1:443` -> `10.96.0.1:443`)."""
+    return urlsplit(url).netloc.rpartition("@")[2] or "none"
+
+
 # -- the kubernetes-client implementation ----------------------------------------------------------
 class KubeSource:
     """`ListWatch` over the official client: raw JSON, paged lists, streamed watches.
 
     Thread-safe: every reflector thread may call it concurrently (the client's urllib3 pool is).
+    `observer` gets each request's outcome, as client-go reports it to its metrics: every list and
+    watch request counts its status code; lists also observe their duration and a rate-limiter
+    wait of 0 s (there is no client-side limiter); watches, which client-go neither throttles nor
+    times, only count.
     """
 
     def __init__(
@@ -166,11 +203,14 @@ class KubeSource:
         connect_timeout_s: float = 10.0,
         read_timeout_s: float = 60.0,
         name: str | None = None,
+        observer: RequestObserver | None = None,
     ) -> None:
         self.api_client = api_client
         self.connect_timeout_s = connect_timeout_s
         self.read_timeout_s = read_timeout_s
         self.name = name or f"Kubernetes API {api_client.configuration.host}"
+        self.observer = observer
+        self.host = url_host(str(api_client.configuration.host))
         core = client.CoreV1Api(api_client)
         discovery = client.DiscoveryV1Api(api_client)
         self._calls: dict[Kind, Callable[..., object]] = {
@@ -186,12 +226,21 @@ class KubeSource:
         try:
             resp = self._calls[kind](_preload_content=False, _request_timeout=timeout, **params)
         except ApiException as exc:
+            status = exc.status if isinstance(exc.status, int) and exc.status > 0 else None
+            self._result(str(status) if status else NO_RESPONSE)
             raise _api_error(exc, resource=resource, verb=verb) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
+            self._result(NO_RESPONSE)
             raise Unavailable(f"{verb} {resource}: {_describe(exc)}") from exc
         if not isinstance(resp, urllib3.BaseHTTPResponse):  # pragma: no cover - client contract
+            self._result(NO_RESPONSE)
             raise Unavailable(f"{verb} {resource}: unexpected client response {type(resp)!r}")
+        self._result(str(resp.status))
         return resp
+
+    def _result(self, code: str) -> None:
+        if self.observer is not None:
+            self.observer.result(code, HTTP_METHOD, self.host)
 
     def list(
         self,
@@ -204,20 +253,27 @@ class KubeSource:
     ) -> ListPage:
         """Fetch one page (`limit` items from `continue_token`) of every namespace's objects."""
         resource = RESOURCE[kind]
-        resp = self._request(
-            kind,
-            "list",
-            limit=limit,
-            _continue=continue_token,
-            label_selector=label_selector,
-            field_selector=field_selector,
-        )
+        if self.observer is not None:
+            self.observer.rate_limiter(HTTP_METHOD, self.host, 0.0)
+        start = time.monotonic()
         try:
-            body = resp.data
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise Unavailable(f"list {resource}: {_describe(exc)}") from exc
+            resp = self._request(
+                kind,
+                "list",
+                limit=limit,
+                _continue=continue_token,
+                label_selector=label_selector,
+                field_selector=field_selector,
+            )
+            try:
+                body = resp.data
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                raise Unavailable(f"list {resource}: {_describe(exc)}") from exc
+            finally:
+                resp.release_conn()
         finally:
-            resp.release_conn()
+            if self.observer is not None:
+                self.observer.latency(HTTP_METHOD, self.host, time.monotonic() - start)
         try:
             doc = json.loads(body)
         except ValueError as exc:

@@ -129,6 +129,13 @@ cluster.local:1053 {
 * `coredns_kubernetes_dns_programming_duration_seconds{service_kind}`: time from an
   EndpointSlice change (its `endpoints.kubernetes.io/last-change-trigger-time`) to the moment
   answers reflect it.
+* `coredns_kubernetes_rest_client_requests_total{code, method, host}`: API requests (lists and
+  watches) by HTTP status code (`<error>` when no response came back); `host` is the API
+  server's `host:port`.
+* `coredns_kubernetes_rest_client_request_duration_seconds{verb, host}`: duration of list
+  requests, body included (watches are long-lived and not observed, as in client-go).
+* `coredns_kubernetes_rest_client_rate_limiter_duration_seconds{verb, host}`: time list requests
+  waited for a client-side rate limiter; there is none, so every list observes 0.
 * `clusterdns_kubernetes_events_total{resource,type}`: watch events applied (`RELIST` counts
   full lists).
 * `clusterdns_kubernetes_api_connected`: 1 while every watch reaches the API server, else 0.
@@ -147,6 +154,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Final
 
@@ -164,13 +172,67 @@ from clusterdns.k8s.reflector import BackoffPolicy
 from clusterdns.k8s.source import KubeSource, ListWatch
 from clusterdns.k8s.store import Store
 from clusterdns.k8s.yamlsource import YamlSource
-from clusterdns.metrics import Histogram, Metrics
+from clusterdns.metrics import Counter, Histogram, Metrics
 from clusterdns.plugins.kubernetes.config import KubernetesConfig, parse
 from clusterdns.plugins.kubernetes.handler import NAME, Kubernetes, listening_addresses
 
 log = logging.getLogger(__name__)
 
 PROGRAMMING_BUCKETS: Final = tuple(0.001 * 2**n for n in range(20))
+REST_CLIENT_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+"""client-go's (Prometheus's default) buckets of the `rest_client` histograms."""
+
+
+class RestClientMetrics:
+    """client-go's `rest_client_*` series (CoreDNS's names), fed from the reflector threads.
+
+    Implements `clusterdns.k8s.source.RequestObserver`. The families are plain-number ones, so
+    every update and the scrape take one lock.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests = Counter(
+            "coredns_kubernetes_rest_client_requests_total",
+            "Number of HTTP requests, partitioned by status code, method, and host.",
+            ("code", "method", "host"),
+        )
+        self.duration = Histogram(
+            "coredns_kubernetes_rest_client_request_duration_seconds",
+            "Request latency in seconds. Broken down by verb and host.",
+            ("verb", "host"),
+            REST_CLIENT_BUCKETS,
+        )
+        self.rate_limiter_duration = Histogram(
+            "coredns_kubernetes_rest_client_rate_limiter_duration_seconds",
+            "Client side rate limiter latency in seconds. Broken down by verb and host.",
+            ("verb", "host"),
+            REST_CLIENT_BUCKETS,
+        )
+
+    def result(self, code: str, method: str, host: str) -> None:
+        """Count one request by status code."""
+        with self._lock:
+            self.requests.inc((code, method, host))
+
+    def latency(self, verb: str, host: str, seconds: float) -> None:
+        """Observe one list request's duration."""
+        with self._lock:
+            self.duration.observe((verb, host), seconds)
+
+    def rate_limiter(self, verb: str, host: str, seconds: float) -> None:
+        """Observe one list request's wait for the (absent) rate limiter."""
+        with self._lock:
+            self.rate_limiter_duration.observe((verb, host), seconds)
+
+    def collect(self) -> list[Metric]:
+        """The three families, consistent with each other."""
+        with self._lock:
+            return [
+                self.requests.collect(),
+                self.duration.collect(),
+                self.rate_limiter_duration.collect(),
+            ]
 
 
 class _WatchMetrics(Collector):
@@ -183,11 +245,13 @@ class _WatchMetrics(Collector):
             ("service_kind",),
             PROGRAMMING_BUCKETS,
         )
+        self.rest_client = RestClientMetrics()
         self.watches: list[Watch] = []
         metrics.register(self.programming)
         metrics.registry.register(self)
 
     def collect(self) -> Iterator[Metric]:
+        yield from self.rest_client.collect()
         events = CounterMetricFamily(
             "clusterdns_kubernetes_events",
             "Kubernetes watch events applied to the DNS cache, by resource and type.",
@@ -224,10 +288,18 @@ def kinds_for(config: KubernetesConfig) -> list[Kind]:
 class Watch:
     """The list+watch machinery of one `kubernetes` line: started and stopped by the lifecycle."""
 
-    def __init__(self, config: KubernetesConfig, store: Store, kinds: list[Kind]) -> None:
+    def __init__(
+        self,
+        config: KubernetesConfig,
+        store: Store,
+        kinds: list[Kind],
+        rest_client: RestClientMetrics | None = None,
+    ) -> None:
         self.config = config
         self.store = store
         self.kinds = kinds
+        self.rest_client = rest_client
+        """Where API requests are counted and timed (the `rest_client` metrics)."""
         self.controller: Controller | None = None
         self._api: object | None = None
 
@@ -251,7 +323,7 @@ class Watch:
         except ConnectError as exc:
             raise ServerError(f"plugin/{NAME}: {exc}") from exc
         self._api = api
-        return KubeSource(api)
+        return KubeSource(api, observer=self.rest_client)
 
     async def start(self) -> None:
         """Start the watches and wait for the first sync, up to `startup_timeout`."""
@@ -289,7 +361,7 @@ def setup(lines: Sequence[Directive], ctx: SetupContext) -> PluginFactory:
     store.expect(kinds)
     metrics = ctx.metrics.shared(NAME, _WatchMetrics)
     store.on_programmed = lambda kind, seconds: metrics.programming.observe((kind,), seconds)
-    watch = Watch(config, store, kinds)
+    watch = Watch(config, store, kinds, metrics.rest_client)
     metrics.watches.append(watch)
     ctx.on_startup(watch.start)
     ctx.on_shutdown(watch.stop)
