@@ -13,14 +13,14 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from typing import Final, NoReturn
 
 from clusterdns.chain.build import Config, build
 from clusterdns.chain.fastpath import Generations
 from clusterdns.chain.order import DIRECTIVES
-from clusterdns.chain.setup import ProcessContext
+from clusterdns.chain.setup import ProcessContext, Resources
 from clusterdns.corefile import parse
 from clusterdns.corefile.directive import ServerBlock
 from clusterdns.errors import ClusterDNSError, CorefileError, CorefileErrors, ServerError
@@ -28,6 +28,7 @@ from clusterdns.metrics import Metrics
 from clusterdns.plugins import SETUP
 from clusterdns.server import logfmt
 from clusterdns.server.lifecycle import Server, version_lines
+from clusterdns.server.reloader import Reloading
 from clusterdns.server.tcp import DEFAULT_MAX_CONNECTIONS, TCPLimits
 from clusterdns.webserver import HTTPRegistry
 
@@ -137,7 +138,12 @@ def load_corefile(conf: str | None, port: int) -> Loaded:
 
 
 def setup_config(
-    loaded: Loaded, port: int, metrics: Metrics, *, validate_only: bool = False
+    loaded: Loaded,
+    port: int,
+    metrics: Metrics,
+    *,
+    validate_only: bool = False,
+    reloading: Reloading | None = None,
 ) -> Config:
     """Parse and set up a Corefile; nothing is opened.
 
@@ -151,10 +157,117 @@ def setup_config(
     )
     for w in warnings:
         log.warning("%s", w)
+    return setup_blocks(blocks, port, metrics, validate_only=validate_only, reloading=reloading)
+
+
+def setup_blocks(
+    blocks: list[ServerBlock],
+    port: int,
+    metrics: Metrics,
+    *,
+    validate_only: bool = False,
+    reloading: Reloading | None = None,
+    previous: Resources | None = None,
+) -> Config:
+    """Set parsed server blocks up; nothing is opened.
+
+    `reloading` gives the configuration its reloader (for the `reload` plugin); `previous` is
+    the running configuration's resources on a reload, so unchanged ones are taken over.
+
+    Raises:
+        CorefileErrors: an unknown directive (blocks read for a reload are parsed without
+            checking names), or every setup error found.
+    """
+    unknown = [
+        d.token.error(f"Unknown directive '{d.name}'")
+        for block in blocks
+        for d in block.directives
+        if d.name not in DIRECTIVES
+    ]
+    if unknown:
+        raise CorefileErrors(unknown)
     process = ProcessContext(
-        metrics=metrics, http=HTTPRegistry(), generations=Generations(), validate_only=validate_only
+        metrics=metrics,
+        http=HTTPRegistry(),
+        generations=Generations(),
+        validate_only=validate_only,
+        reloader=reloading.handle(blocks) if reloading is not None else None,
+        resources=Resources(previous),
     )
     return build(blocks, specs=SETUP, dns_port=port, process=process)
+
+
+class _AnyName(Container[str]):
+    """Every directive name, as a reload parses.
+
+    A misspelt directive then fails the restart (counted, with file:line) instead of failing to
+    parse every period.
+    """
+
+    def __contains__(self, name: object) -> bool:
+        return True
+
+
+class CorefileSource:
+    """Where the process's Corefile comes from; read again by every reload.
+
+    `-conf stdin` is read once: reloads see that same text.
+    """
+
+    def __init__(self, conf: str | None, port: int) -> None:
+        self.conf = conf
+        self.port = port
+        self._stdin: Loaded | None = None
+        self._warnings: list[str] = []
+
+    def load(self) -> Loaded:
+        """The Corefile's text as `load_corefile` finds it.
+
+        Raises:
+            ClusterDNSError: the file cannot be read or is not UTF-8.
+        """
+        if self.conf == "stdin":
+            if self._stdin is None:
+                self._stdin = load_corefile(self.conf, self.port)
+            return self._stdin
+        try:
+            return load_corefile(self.conf, self.port)
+        except UnicodeDecodeError as exc:
+            raise ClusterDNSError(f"{self.conf or 'Corefile'}: not valid UTF-8: {exc}") from exc
+
+    def parse(self, loaded: Loaded, known: Container[str] = DIRECTIVES) -> list[ServerBlock]:
+        """Parse loaded text; import warnings are logged when they differ from the last ones.
+
+        Raises:
+            CorefileError: a syntax error.
+        """
+        warnings: list[str] = []
+        blocks = parse(loaded.text, loaded.name, known, base_dir=loaded.base_dir, warnings=warnings)
+        if warnings != self._warnings:
+            for w in warnings:
+                log.warning("%s", w)
+            self._warnings = warnings
+        return blocks
+
+    def read(self) -> list[ServerBlock]:
+        """Load and parse again, for a reload (directive names are checked by `setup_blocks`).
+
+        Raises:
+            CorefileError: a syntax error.
+            ClusterDNSError: the Corefile cannot be read.
+        """
+        return self.parse(self.load(), _AnyName())
+
+
+def reloading_for(source: CorefileSource, metrics: Metrics) -> Reloading:
+    """The process's reload machinery for a Corefile source."""
+
+    def setup(
+        blocks: list[ServerBlock], reloading: Reloading, previous: Resources | None
+    ) -> Config:
+        return setup_blocks(blocks, source.port, metrics, reloading=reloading, previous=previous)
+
+    return Reloading(source.read, setup)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -170,13 +283,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\n".join(sorted(SETUP)))
         return 0
     logfmt.configure()
+    validate = _true(args.validate)
+    source = CorefileSource(args.conf, args.port)
+    metrics = Metrics(os.environ.get("CLUSTERDNS_REVISION", ""))
+    reloading = None if validate else reloading_for(source, metrics)
     try:
-        loaded = load_corefile(args.conf, args.port)
-        config = setup_config(
-            loaded,
-            args.port,
-            Metrics(os.environ.get("CLUSTERDNS_REVISION", "")),
-            validate_only=_true(args.validate),
+        loaded = source.load()
+        config = setup_blocks(
+            source.parse(loaded), args.port, metrics, validate_only=validate, reloading=reloading
         )
     except CorefileErrors as exc:
         for err in exc.errors:
@@ -185,24 +299,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CorefileError, ClusterDNSError) as exc:
         print(str(exc), file=sys.stderr)
         return 1
-    if _true(args.validate):
+    if reloading is None:
         print(f"{loaded.name}: OK")
         return 0
     limits = TCPLimits(max_connections=args.max_tcp)
-    return _run(config, loaded, args, limits)
+    return _run(config, reloading, args, limits)
 
 
-def _run(config: Config, loaded: Loaded, args: argparse.Namespace, limits: TCPLimits) -> int:
+def _run(config: Config, reloading: Reloading, args: argparse.Namespace, limits: TCPLimits) -> int:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency; kept for odd platforms
-        return asyncio.run(_serve(config, loaded, args, limits))
-    result: int = uvloop.run(_serve(config, loaded, args, limits))
+        return asyncio.run(_serve(config, reloading, args, limits))
+    result: int = uvloop.run(_serve(config, reloading, args, limits))
     return result
 
 
 async def _serve(
-    config: Config, loaded: Loaded, args: argparse.Namespace, limits: TCPLimits
+    config: Config, reloading: Reloading, args: argparse.Namespace, limits: TCPLimits
 ) -> int:
     server = Server(
         config,
@@ -211,6 +325,7 @@ async def _serve(
         revision=os.environ.get("CLUSTERDNS_REVISION", ""),
         on_up=lambda: _write_pidfile(args.pidfile),
     )
+    reloading.attach(server)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     how = {"graceful": True, "sigint": 0}
@@ -228,13 +343,13 @@ async def _serve(
         how["graceful"] = False
         stop.set()
 
-    reloading: set[asyncio.Task[None]] = set()
+    usr1_tasks: set[asyncio.Task[None]] = set()
 
     def on_usr1() -> None:
         log.info("SIGUSR1: Reloading")
-        task = loop.create_task(_reload(server, args))
-        reloading.add(task)
-        task.add_done_callback(reloading.discard)
+        task = loop.create_task(_sigusr1(server, reloading))
+        usr1_tasks.add(task)
+        task.add_done_callback(usr1_tasks.discard)
 
     loop.add_signal_handler(signal.SIGTERM, on_term)
     loop.add_signal_handler(signal.SIGINT, on_int)
@@ -249,6 +364,10 @@ async def _serve(
         return 1
     try:
         await stop.wait()
+        for task in usr1_tasks:
+            task.cancel()  # a SIGUSR1 reload under way gives up; the running config shuts down
+        if usr1_tasks:
+            await asyncio.wait(usr1_tasks)
         await server.stop(graceful=bool(how["graceful"]))
     finally:
         if args.pidfile:
@@ -263,15 +382,13 @@ def _write_pidfile(path: str | None) -> None:
             fh.write(f"{os.getpid()}\n")
 
 
-async def _reload(server: Server, args: argparse.Namespace) -> None:
-    """Reload the Corefile in place (SIGUSR1); on any error the running configuration stays."""
+async def _sigusr1(server: Server, reloading: Reloading) -> None:
+    """Reload the Corefile in place (SIGUSR1); on any error the running configuration stays.
+
+    Failures are logged as `SIGUSR1: ...` and not counted in `coredns_reload_failed_total`.
+    """
     await server.started.wait()
-    metrics = server.config.process.metrics
     try:
-        loaded = load_corefile(args.conf, args.port)
-        new = setup_config(loaded, args.port, metrics)
-        await server.swap(new)
-    except (ClusterDNSError, OSError) as exc:
+        await reloading.reload()
+    except ClusterDNSError as exc:
         log.error("SIGUSR1: %s", str(exc).replace("\n", "; "))
-        return
-    log.info("Reloading complete")

@@ -6,19 +6,20 @@ threads and tasks start in hooks registered here, run by the server's lifecycle.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar, cast
 
 from clusterdns.chain.fastpath import Generations
 from clusterdns.chain.handler import Handler, PluginFactory
-from clusterdns.corefile import Directive
+from clusterdns.corefile import Directive, ServerBlock
 from clusterdns.dnsutil.zones import ZoneAddr
 from clusterdns.metrics import Metrics
 from clusterdns.webserver import HTTPRegistry
 
 Hook = Callable[[], Awaitable[None]]
 ReadyCheck = Callable[[], bool]
+T = TypeVar("T")
 
 
 class UpstreamRegistry(Protocol):
@@ -65,6 +66,89 @@ class BlockSettings:
         return tuple(dict.fromkeys(k.zone for k in self.keys))
 
 
+class Reloader(Protocol):
+    """The process's reload machinery as one configuration sees it (used by `reload`).
+
+    The command line sets one per loaded configuration; it is None where nothing can be
+    reloaded (`-validate`, configurations built by tests).
+    """
+
+    @property
+    def blocks(self) -> Sequence[ServerBlock]:
+        """The server blocks this configuration was set up from."""
+        ...
+
+    def read(self) -> list[ServerBlock]:
+        """Read and parse the Corefile again from where the process loaded it, imports included.
+
+        Directive names are not checked here (a misspelt one fails the restart instead).
+
+        Raises:
+            CorefileError: the text does not parse (file:line).
+            ClusterDNSError: the Corefile cannot be read.
+        """
+        ...
+
+    async def restart(self, blocks: list[ServerBlock]) -> None:
+        """Set `blocks` up completely, then switch the running server to them.
+
+        Raises:
+            ClusterDNSError: the new configuration failed; the running one keeps serving.
+        """
+        ...
+
+
+@dataclass(eq=False)
+class Lease:
+    """One resource a configuration holds through `ProcessContext.reuse`."""
+
+    key: Hashable
+    value: object
+    owner: Resources
+    """The configuration whose shutdown stops it; a successor that took it over becomes owner."""
+
+
+class Resources:
+    """Long-lived things a configuration holds (a watch cache) that its successor may take over.
+
+    A reload sets the new configuration up with `previous` = the running one's resources. A setup
+    that asks for a key the running configuration also holds gets that very resource, already
+    started; it changes owner only when the new configuration goes live (`commit`), so a reload
+    that fails leaves everything to the configuration that keeps serving (`abandon`).
+    """
+
+    def __init__(self, previous: Resources | None = None) -> None:
+        self.previous = previous
+        self.leases: list[Lease] = []
+        self._taken: list[Lease] = []
+
+    def take(self, key: Hashable) -> Lease | None:
+        """The running configuration's resource for `key` not yet taken by this one, if any."""
+        if self.previous is None:
+            return None
+        for lease in self.previous.leases:
+            if (
+                lease.owner is self.previous
+                and lease.key == key
+                and not any(t is lease for t in self._taken)
+            ):
+                self._taken.append(lease)
+                return lease
+        return None
+
+    def commit(self) -> None:
+        """Mark the configuration live: what it took over is its own from now on."""
+        for lease in self._taken:
+            lease.owner = self
+        self._taken.clear()
+        self.previous = None
+
+    def abandon(self) -> None:
+        """Mark the configuration as never running: the previous one keeps everything."""
+        self._taken.clear()
+        self.previous = None
+
+
 @dataclass
 class ProcessContext:
     """Everything one loaded configuration shares across its blocks."""
@@ -77,6 +161,46 @@ class ProcessContext:
     lameduck_s: float = 0.0
     shutting_down: bool = False
     validate_only: bool = False
+    reloader: Reloader | None = None
+    """How the `reload` plugin re-reads the Corefile and restarts (None: nothing to reload)."""
+    resources: Resources = field(default_factory=Resources)
+    """What this configuration holds through `reuse`; on a reload, linked to the running one's."""
+
+    def reuse(
+        self,
+        key: Hashable,
+        make: Callable[[], T],
+        *,
+        start: Callable[[T], Awaitable[None]],
+        stop: Callable[[T], Awaitable[None]],
+    ) -> T:
+        """Return the running configuration's resource for `key`, or `make()` a new one.
+
+        A new resource is started by a start-up hook; one taken over from the running
+        configuration is already running and is not started again. `stop` runs as a shutdown
+        hook of whichever configuration owns the resource by then, so the old configuration's
+        shutdown leaves a resource its successor took over alone. `stop` must be safe to call
+        on a resource that was never started (a failed start-up runs every shutdown hook).
+        """
+        lease = self.resources.take(key)
+        if lease is None:
+            value = make()
+            lease = Lease(key, value, self.resources)
+
+            async def start_hook() -> None:
+                await start(value)
+
+            self.startup.append(start_hook)
+        self.resources.leases.append(lease)
+        held = cast(T, lease.value)
+        resources = self.resources
+
+        async def stop_hook() -> None:
+            if lease.owner is resources:
+                await stop(held)
+
+        self.shutdown.append(stop_hook)
+        return held
 
 
 @dataclass
@@ -107,6 +231,26 @@ class SetupContext:
     def add_ready_check(self, name: str, check: ReadyCheck) -> None:
         """Let `ready` ask `check()` on each request; `name` is reported while it is False."""
         self.block.ready_checks.append((name, check))
+
+    def fingerprint(self, lines: Sequence[Directive]) -> Hashable:
+        """A `reuse` key for a plugin's lines in this block.
+
+        It holds the block's zones and the text of every token of the lines, nested blocks
+        included, but no file name or line number: moving the lines keeps the key.
+        """
+        parts: list[str | tuple[str, ...]] = []
+        stack: list[Directive | None] = list(reversed(lines))
+        while stack:
+            line = stack.pop()
+            if line is None:
+                parts.append("}")
+                continue
+            parts.append((line.name, *line.values))
+            if line.block is not None:
+                parts.append("{")
+                stack.append(None)
+                stack.extend(reversed(line.block))
+        return (lines[0].plugin if lines else "", self.zones, tuple(parts))
 
 
 SetupFunc = Callable[[Sequence[Directive], SetupContext], PluginFactory | None]

@@ -4,7 +4,9 @@ Start: side listeners (health, ready, metrics) bind first — a side address tha
 is a start-up error (deviation Q31) — then plugin start-up hooks (watch sync happens there), then
 every DNS socket is bound before any of them serves, then the banner. Stop: not ready, lameduck
 wait (DNS and /health keep answering), side listeners close, DNS listeners stop and queries in
-flight finish (up to 5 s), shutdown hooks run in reverse. Every step is idempotent.
+flight finish (up to 5 s), shutdown hooks run in reverse. Every step is idempotent. Swap (a
+reload): the new configuration starts completely while the old one serves, then routing switches
+in one step; unchanged DNS and side listeners are kept, nothing enters lameduck (deviation Q23).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Final, TextIO
 from clusterdns import APP_NAME, __version__
 from clusterdns.chain.build import Config, ListenKey
 from clusterdns.chain.fastpath import FastPath
+from clusterdns.chain.setup import Hook
 from clusterdns.dnsutil.duration import format_duration
 from clusterdns.errors import ServerError
 from clusterdns.server.listener import DNSListener, server_label
@@ -69,6 +72,7 @@ class Server:
         self.started = asyncio.Event()
         self.stopped = asyncio.Event()
         self._stopping = False
+        self._swap_lock = asyncio.Lock()
         self._sleep = sleep
         self._on_up = on_up
 
@@ -129,8 +133,10 @@ class Server:
             for block in {id(b): b for b in zones.values()}.values():
                 block.settings.bound.append((key[1], listener.port))
 
-    def _publish_enabled(self) -> None:
+    def _publish_enabled(self, *, reset: bool = False) -> None:
         gauge = self.config.process.metrics.plugin_enabled
+        if reset:
+            gauge.values.clear()  # as CoreDNS on restart: only the running chains are listed
         for key, zones in self.config.listeners.items():
             label = self.listeners[self.bound[key]].responder.server
             for zone, block in zones.items():
@@ -155,6 +161,8 @@ class Server:
             await self.stopped.wait()
             return
         self._stopping = True
+        async with self._swap_lock:
+            pass  # a reload under way finishes, or gives up, before shutdown begins
         process = self.config.process
         process.shutting_down = True
         if process.lameduck_s > 0:
@@ -170,28 +178,43 @@ class Server:
         await process.http.stop()
         for listener in self.listeners.values():
             await listener.stop(grace_s)
-        failed = False
-        for hook in reversed(process.shutdown):
-            try:
-                await hook()
-            except Exception:
-                log.exception("shutdown hook failed")
-                failed = True
-        self.hook_failed = failed
+        self.hook_failed = not await _run_hooks(process.shutdown, "shutdown hook")
 
     hook_failed = False
 
     # -- reload ----------------------------------------------------------------------------------
     async def swap(self, new: Config) -> None:
-        """Replace the running configuration with `new`, keeping listeners whose address stays.
+        """Replace the running configuration with `new` without dropping a query (a reload).
 
-        The new configuration's side listeners and hooks start before the old ones stop; DNS
-        listeners on the same (scheme, address, port) are kept and only their routing is swapped,
-        so no query is dropped.
+        `new` starts completely before anything of the old one stops: its side listeners bind
+        (one on an address the old configuration already serves is kept instead and gets the
+        new routes only once `new` started, so `/ready` never answers from half-started state and
+        never closes), its start-up hooks run, its new DNS sockets bind. Then, in one step, every
+        DNS listener on an unchanged (scheme, address, port) - a port-0 key keeps the port it
+        got - routes to the new chains, and resources `new` took over from the old configuration
+        change owner. Queries in flight finish on the old chains (up to 5 s) before the old
+        configuration's shutdown hooks run; listeners `new` no longer has stop gracefully. A
+        reload never enters lameduck and never marks the process as shutting down.
 
         Raises:
-            ServerError: the new configuration could not start; the old one keeps serving.
+            ServerError: `new` could not start (or the server is stopping); everything `new`
+                started is stopped again and the old configuration keeps serving.
         """
+        await self.started.wait()  # a reload asked for during start-up waits for it to finish
+        if self._stopping:
+            new.process.resources.abandon()
+            raise ServerError("the server is shutting down")
+        async with self._swap_lock:
+            await self._swap(new)
+
+    def _kept(self, key: ListenKey, claimed: set[ListenKey]) -> ListenKey | None:
+        """The running listener a new configuration's key keeps, if any."""
+        actual = key if key in self.listeners else self.bound.get(key)
+        if actual is None or actual not in self.listeners or actual in claimed:
+            return None
+        return actual
+
+    async def _swap(self, new: Config) -> None:
         old = self.config
         old_http = old.process.http
         new_http = new.process.http
@@ -202,26 +225,21 @@ class Server:
             for address in list(new_http.listeners)
             if address in old_http.listeners and old_http.listeners[address].server is not None
         }
+        added: dict[ListenKey, DNSListener] = {}
+        bound: dict[ListenKey, ListenKey] = {}
+        kept: set[ListenKey] = set()
         try:
             await new_http.start()
             for hook in new.process.startup:
                 await hook()
-        except BaseException:
-            await new_http.stop()
-            raise
-        for address, incoming in handover.items():
-            kept = old_http.listeners[address]
-            kept.routes = incoming.routes
-            new_http.listeners[address] = kept
-        added: dict[ListenKey, DNSListener] = {}
-        bound: dict[ListenKey, ListenKey] = {}
-        try:
-            for key, zones in new.listeners.items():
-                if key in self.listeners:
-                    bound[key] = key
+            for key in new.listeners:
+                actual = self._kept(key, kept)
+                if actual is not None:
+                    kept.add(actual)
+                    bound[key] = actual
                     continue
                 responder = Responder(
-                    mux=Mux(zones),
+                    mux=Mux({}),
                     fastpath=FastPath(new.process.generations),
                     metrics=new.process.metrics,
                     server=server_label(key),
@@ -235,34 +253,58 @@ class Server:
                 responder.server = server_label(actual)
                 added[actual] = listener
                 bound[key] = actual
-        except ServerError:
+            if self._stopping:
+                raise ServerError("the server is shutting down")
+        except BaseException:
             for listener in added.values():
                 listener.close_sockets()
+            await new_http.stop()  # only what it bound itself: handed-over listeners are not in it
+            await _run_hooks(new.process.shutdown, "shutdown hook of a failed reload")
+            new.process.resources.abandon()
             raise
+        # The switch: no await from here until every route is the new one.
+        for address, incoming in handover.items():
+            side = old_http.listeners[address]
+            side.routes = incoming.routes
+            new_http.listeners[address] = side
         for key, zones in new.listeners.items():
+            listener = added.get(bound[key]) or self.listeners[bound[key]]
+            listener.responder.mux = Mux(zones)
+            listener.responder.fastpath = FastPath(new.process.generations)
             for block in {id(b): b for b in zones.values()}.values():
-                block.settings.bound.append(
-                    (key[1], (added.get(bound[key]) or self.listeners[key]).port)
-                )
-        for key, zones in new.listeners.items():
-            if key in self.listeners:
-                responder = self.listeners[key].responder
-                responder.mux = Mux(zones)
-                responder.fastpath = FastPath(new.process.generations)
-        for listener in added.values():
-            await listener.start()
-        removed = [k for k in self.listeners if k not in bound.values()]
-        self.listeners.update(added)
+                block.settings.bound.append((key[1], listener.port))
+        new.process.resources.commit()
+        self.config = new
         self.bound = bound
+        in_flight = {task for key in kept for task in self.listeners[key].responder.tasks}
+        removed = [key for key in self.listeners if key not in kept]
+        self.listeners.update(added)
+        self._publish_enabled(reset=True)
+        # New sockets start serving; what the new configuration dropped winds down.
+        for listener in added.values():
+            try:
+                await listener.start()
+            except OSError as exc:
+                log.error("Starting %s: %s", server_label(listener.key), exc)
+                listener.close_sockets()
         for key in removed:
             await self.listeners.pop(key).stop(GRACE_S)
         for address, side in old_http.listeners.items():
             if new_http.listeners.get(address) is not side:
                 await side.stop()
-        for hook in reversed(old.process.shutdown):
-            try:
-                await hook()
-            except Exception:
-                log.exception("shutdown hook of the previous configuration failed")
-        self.config = new
-        self._publish_enabled()
+        if in_flight:
+            # Queries that entered the old chains finish before their plugins shut down.
+            await asyncio.wait(in_flight, timeout=GRACE_S)
+        await _run_hooks(old.process.shutdown, "shutdown hook of the previous configuration")
+
+
+async def _run_hooks(hooks: list[Hook], what: str) -> bool:
+    """Run shutdown hooks in reverse order, each even if an earlier one failed; True if all ran."""
+    ok = True
+    for hook in reversed(hooks):
+        try:
+            await hook()
+        except Exception:
+            log.exception("%s failed", what)
+            ok = False
+    return ok

@@ -153,6 +153,7 @@ specification, and the list of intentional differences from CoreDNS in `docs/dev
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Iterator, Sequence
@@ -356,22 +357,45 @@ class Watch:
 def setup(lines: Sequence[Directive], ctx: SetupContext) -> PluginFactory:
     """Parse the `kubernetes` line, prepare the store and register the watch hooks."""
     config = parse(lines, ctx.zones)
-    store = Store()
     kinds = kinds_for(config)
-    store.expect(kinds)
     metrics = ctx.metrics.shared(NAME, _WatchMetrics)
-    store.on_programmed = lambda kind, seconds: metrics.programming.observe((kind,), seconds)
-    watch = Watch(config, store, kinds, metrics.rest_client)
-    metrics.watches.append(watch)
-    ctx.on_startup(watch.start)
-    ctx.on_shutdown(watch.stop)
+
+    def make() -> Watch:
+        store = Store()
+        store.expect(kinds)
+        store.on_programmed = lambda kind, seconds: metrics.programming.observe((kind,), seconds)
+        watch = Watch(config, store, kinds, metrics.rest_client)
+        metrics.watches.append(watch)
+        return watch
+
+    # A reload keeps the watch cache (no relist, no start-up wait) when this directive, all its
+    # tokens, and the block's zones are unchanged; line numbers do not matter.
+    watch = ctx.process.reuse(ctx.fingerprint(lines), make, start=Watch.start, stop=Watch.stop)
+    store = watch.store
     ctx.add_ready_check(NAME, lambda: store.synced)
     block = ctx.block
     generations = ctx.process.generations
+    handlers: list[Kubernetes] = []
 
     def factory(nxt: Handler | None) -> Handler:
-        return Kubernetes(config, store, nxt, block, listening_addresses(block), generations)
+        handler = Kubernetes(config, store, nxt, block, listening_addresses(block), generations)
+        # The store may be shared with the running configuration (a reload took it over): the
+        # handler listens to it only while its own configuration runs, so a configuration that
+        # fails, or is replaced, leaves nothing behind in the store.
+        store.listeners.remove(handler.on_store_change)
+        handlers.append(handler)
+        return handler
 
+    async def attach() -> None:
+        store.listeners.extend(h.on_store_change for h in handlers)
+
+    async def detach() -> None:
+        for handler in handlers:
+            with contextlib.suppress(ValueError):
+                store.listeners.remove(handler.on_store_change)
+
+    ctx.on_startup(attach)
+    ctx.on_shutdown(detach)
     return factory
 
 
