@@ -15,7 +15,7 @@ from clusterdns.chain.handler import Handler, PluginFactory
 from clusterdns.corefile import Directive, ServerBlock
 from clusterdns.dnsutil.zones import ZoneAddr
 from clusterdns.metrics import Metrics
-from clusterdns.webserver import HTTPRegistry
+from clusterdns.webserver import HTTPRegistry, split_address
 
 Hook = Callable[[], Awaitable[None]]
 ReadyCheck = Callable[[], bool]
@@ -269,3 +269,19 @@ class PluginSpec:
     """The fast path may replay a reply this plugin's chain produced without running the plugin:
     it has no per-query side effect and does not depend on anything but the query bytes (and
     the generations of offers). A block stores fast-path offers only if all its plugins are."""
+
+
+def address_arg(d: Directive, default: str) -> str:
+    """The optional `host:port` argument of a side-listener directive (health, ready, prometheus).
+
+    Raises:
+        CorefileError: more than one argument, or one that is not `host:port`.
+    """
+    args = d.expect_args(0, 1)
+    if not args:
+        return default
+    try:
+        split_address(args[0])
+    except ValueError as exc:
+        raise d.arg_error(0, str(exc)) from exc
+    return args[0]

@@ -74,7 +74,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from clusterdns.chain.handler import PluginFactory
-from clusterdns.chain.setup import PluginSpec, SetupContext
+from clusterdns.chain.setup import PluginSpec, SetupContext, address_arg
 from clusterdns.corefile import Directive
 from clusterdns.dnsutil.duration import parse_duration
 from clusterdns.metrics import NAMESPACE, Counter, Histogram, Metrics
@@ -108,14 +108,7 @@ def parse(d: Directive) -> HealthConfig:
     Raises:
         CorefileError: a bad address, duration or option, with file and line.
     """
-    args = d.expect_args(0, 1)
-    address = DEFAULT_ADDRESS
-    if args:
-        address = args[0]
-        try:
-            split_address(address)
-        except ValueError as exc:
-            raise d.arg_error(0, str(exc)) from exc
+    address = address_arg(d, DEFAULT_ADDRESS)
     lameduck_s = 0.0
     for opt in d.options:
         if opt.name != "lameduck":

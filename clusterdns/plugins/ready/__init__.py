@@ -68,9 +68,15 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from clusterdns.chain.handler import PluginFactory
-from clusterdns.chain.setup import BlockSettings, PluginSpec, ProcessContext, SetupContext
+from clusterdns.chain.setup import (
+    BlockSettings,
+    PluginSpec,
+    ProcessContext,
+    SetupContext,
+    address_arg,
+)
 from clusterdns.corefile import Directive
-from clusterdns.webserver import Response, split_address
+from clusterdns.webserver import Response
 
 NAME: Final = "ready"
 DEFAULT_ADDRESS: Final = ":8181"
@@ -105,14 +111,7 @@ def parse(d: Directive) -> ReadyConfig:
     Raises:
         CorefileError: a bad address or option, with file and line.
     """
-    args = d.expect_args(0, 1)
-    address = DEFAULT_ADDRESS
-    if args:
-        address = args[0]
-        try:
-            split_address(address)
-        except ValueError as exc:
-            raise d.arg_error(0, str(exc)) from exc
+    address = address_arg(d, DEFAULT_ADDRESS)
     monitor = Monitor.UNTIL_READY
     for opt in d.options:
         if opt.name != "monitor":
