@@ -152,7 +152,7 @@ def qtype_code(name: str) -> int:
 import asyncio  # noqa: E402
 import shutil  # noqa: E402
 from collections.abc import AsyncIterator  # noqa: E402
-from contextlib import asynccontextmanager  # noqa: E402
+from contextlib import asynccontextmanager, suppress  # noqa: E402
 
 from clusterdns.server.lifecycle import Server  # noqa: E402
 from clusterdns.server.tcp import TCPLimits  # noqa: E402
@@ -264,3 +264,56 @@ async def dig(port: int, *args: str) -> str:
     )
     out, _ = await asyncio.wait_for(proc.communicate(), 30)
     return out.decode()
+
+
+# -- HTTP side listeners (health, ready, prometheus) on loopback --------------------------------
+
+
+@dataclass(frozen=True)
+class HttpReply:
+    """One HTTP response as it came off the wire."""
+
+    status: int
+    headers: dict[str, str]
+    """Header names lower-cased, values stripped."""
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode()
+
+    @property
+    def status_body(self) -> tuple[int, bytes]:
+        """(status, body), for compact assertions."""
+        return (self.status, self.body)
+
+
+async def http_get(
+    port: int,
+    path: str,
+    *,
+    method: str = "GET",
+    host: str = "127.0.0.1",
+    timeout_s: float = TIMEOUT_S,
+) -> HttpReply:
+    """One HTTP/1.1 request with `Connection: close` to host:port (IPv6 literals allowed), read to
+    EOF; connecting, sending and reading are together bounded by `timeout_s`."""
+    authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    request = f"{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    async with asyncio.timeout(timeout_s):
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            writer.write(request.encode())
+            await writer.drain()
+            raw = await reader.read()
+        finally:
+            writer.close()
+            with suppress(OSError):
+                await writer.wait_closed()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {
+        name.strip().lower(): value.strip()
+        for name, value in (line.split(":", 1) for line in header_lines)
+    }
+    return HttpReply(int(status_line.split()[1]), headers, body)

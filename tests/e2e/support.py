@@ -28,6 +28,7 @@ import dns.rrset
 import yaml
 
 from clusterdns.server.lifecycle import Server
+from tests import dnstest
 from tests.dnstest import Case
 
 ROOT: Final = Path(__file__).resolve().parents[2]
@@ -167,18 +168,10 @@ def http_port(server: Server, address: str) -> int:
 
 
 async def http_get(port: int, path: str) -> tuple[int, str]:
-    """GET `path` from 127.0.0.1:port; returns (status, body)."""
-    reader, writer = await asyncio.wait_for(
-        asyncio.open_connection("127.0.0.1", port), QUERY_TIMEOUT_S
-    )
-    try:
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n".encode())
-        await writer.drain()
-        raw = await asyncio.wait_for(reader.read(), QUERY_TIMEOUT_S)
-    finally:
-        writer.close()
-    head, _, body = raw.partition(b"\r\n\r\n")
-    return int(head.split(b" ", 2)[1]), body.decode()
+    """`dnstest.http_get` as (status, body text), for modules that import it from here
+    (tests/e2e/test_kubernetes_api.py, tests/faults)."""
+    reply = await dnstest.http_get(port, path, timeout_s=QUERY_TIMEOUT_S)
+    return reply.status, reply.text
 
 
 def metric(text: str, name: str, labels: str = "") -> float | None:

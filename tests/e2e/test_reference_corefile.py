@@ -39,7 +39,7 @@ from clusterdns.plugins.cache import Cache
 from clusterdns.plugins.kubernetes.handler import Kubernetes
 from clusterdns.plugins.loop.handler import Loop
 from clusterdns.server.lifecycle import Server
-from tests.dnstest import Case, build_config, tcp_exchange, udp_exchange
+from tests.dnstest import Case, build_config, http_get, tcp_exchange, udp_exchange
 from tests.e2e.reference_cases import (
     BEFORE_SYNC,
     CACHE_TTL,
@@ -304,20 +304,6 @@ async def test_worked_example(rig: Rig, e: Example, form: CacheForm, transport: 
 # -- the running configuration: side listeners, loop --------------------------------------------
 
 
-async def http_get(port: int, path: str) -> tuple[int, str]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(
-            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode()
-        )
-        async with asyncio.timeout(WAIT_S):
-            raw = await reader.read()
-    finally:
-        writer.close()
-    head, _, body = raw.decode().partition("\r\n\r\n")
-    return int(head.split()[1]), body
-
-
 @pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.parametrize("form", list(CacheForm), ids=lambda f: f.id)
 async def test_side_listeners_and_loop(rig: Rig, form: CacheForm) -> None:
@@ -328,11 +314,13 @@ async def test_side_listeners_and_loop(rig: Rig, form: CacheForm) -> None:
     probes = [q for q in rig.stub.received if q.qtype == "HINFO" and q.qname == running.loop.qname]
     assert probes, "the loop probe went out through forward (and did not come back)"
     port = running.http_port()
-    assert await http_get(port, "/health") == (200, "OK")
-    assert await http_get(port, "/ready") == (200, "OK")
-    status, metrics = await http_get(port, "/metrics")
-    assert status == 200
-    assert "clusterdns_loop_detected{" not in metrics
+    health = await http_get(port, "/health", timeout_s=WAIT_S)
+    assert (health.status, health.text) == (200, "OK")
+    ready = await http_get(port, "/ready", timeout_s=WAIT_S)
+    assert (ready.status, ready.text) == (200, "OK")
+    metrics = await http_get(port, "/metrics", timeout_s=WAIT_S)
+    assert metrics.status == 200
+    assert "clusterdns_loop_detected{" not in metrics.text
 
 
 # -- spec §8.3: repeated queries, with the cache's clock -----------------------------------------

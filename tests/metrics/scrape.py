@@ -23,7 +23,7 @@ from typing import Final
 from prometheus_client.parser import text_string_to_metric_families
 
 from clusterdns.plugins import SETUP
-from tests.dnstest import dig, running_server
+from tests.dnstest import dig, http_get, running_server
 from tests.k8s.fakeapi import FakeApi
 from tests.upstream import scripted_upstream
 
@@ -165,22 +165,6 @@ def parse_scrape(text: str) -> Scrape:
     return Scrape(text, families)
 
 
-async def http_get(port: int, path: str) -> tuple[int, bytes]:
-    """One HTTP/1.0 GET on 127.0.0.1; returns (status, body)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(f"GET {path} HTTP/1.0\r\nHost: test\r\n\r\n".encode())
-        await writer.drain()
-        async with asyncio.timeout(5):
-            raw = await reader.read()
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-    head, _, body = raw.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body
-
-
 Wanted = tuple[str, dict[str, str]]
 
 
@@ -188,9 +172,9 @@ async def _until(port: int, ready: Sequence[Wanted], timeout_s: float = SCRAPE_T
     """Scrape until every (sample name, labels) in `ready` has a non-zero value (bounded)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        status, body = await http_get(port, "/metrics")
-        assert status == 200
-        scrape = parse_scrape(body.decode())
+        reply = await http_get(port, "/metrics")
+        assert reply.status == 200
+        scrape = parse_scrape(reply.text)
         missing = [want for want in ready if not scrape.value(want[0], **want[1])]
         if not missing:
             return scrape
@@ -231,8 +215,8 @@ async def reference_scrape(tmp_path: Path) -> AsyncIterator[Scrape]:
                 for args in QUERIES:
                     out = await dig(dns_port, *args)
                     assert "status: " in out, out
-                status, body = await http_get(http_port, "/ready")
-                assert (status, body) == (200, b"OK")
+                ready = await http_get(http_port, "/ready")
+                assert (ready.status, ready.body) == (200, b"OK")
                 # The slice counts only once its Service is known (spec §6.15): one after the other.
                 fake.create(SLICE_SERVICE)
                 events = "clusterdns_kubernetes_events_total"

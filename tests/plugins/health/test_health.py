@@ -17,26 +17,8 @@ from clusterdns.errors import CorefileErrors
 from clusterdns.plugins import SETUP
 from clusterdns.plugins import health as health_mod
 from clusterdns.plugins.health import Health, HealthConfig, health_metrics, parse
-from tests.dnstest import build_config, new_process
-
-
-async def http_get(port: int, path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
-    """One HTTP/1.1 request on loopback; returns (status, lower-cased headers, body)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(
-            f"{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n".encode()
-        )
-        await writer.drain()
-        async with asyncio.timeout(5):
-            raw = await reader.read()
-    finally:
-        writer.close()
-        await writer.wait_closed()
-    head, _, body = raw.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = dict((k.strip().lower(), v.strip()) for k, v in (h.split(":", 1) for h in lines[1:]))
-    return int(lines[0].split()[1]), headers, body
+from tests import dnstest
+from tests.dnstest import HttpReply, build_config, new_process
 
 
 @contextlib.asynccontextmanager
@@ -205,7 +187,7 @@ async def test_health_endpoint() -> None:
     config = build_config(".:53 {\n    health 127.0.0.1:0\n    whoami\n}")
     async with serving(config):
         port = port_of(config, "127.0.0.1:0")
-        assert await http_get(port, "/health") == (
+        assert await dnstest.http_get(port, "/health") == HttpReply(
             200,
             {
                 "content-type": "text/plain; charset=utf-8",
@@ -214,12 +196,12 @@ async def test_health_endpoint() -> None:
             },
             b"OK",
         )
-        status, _, body = await http_get(port, "/health", method="POST")
-        assert (status, body) == (200, b"OK")
-        status, _, body = await http_get(port, "/health?verbose=1")
-        assert (status, body) == (200, b"OK")
-        status, _, body = await http_get(port, "/healthz")
-        assert (status, body) == (404, b"404 page not found\n")
+        reply = await dnstest.http_get(port, "/health", method="POST")
+        assert (reply.status, reply.body) == (200, b"OK")
+        reply = await dnstest.http_get(port, "/health?verbose=1")
+        assert (reply.status, reply.body) == (200, b"OK")
+        reply = await dnstest.http_get(port, "/healthz")
+        assert (reply.status, reply.body) == (404, b"404 page not found\n")
 
 
 # --- the self-check ----------------------------------------------------------------------------

@@ -29,27 +29,20 @@ from clusterdns.plugins.loop import (
 )
 from clusterdns.plugins.loop.handler import RETRY_S, host_port, probe_host
 from clusterdns.server.lifecycle import Server
-from tests.dnstest import LOCAL, RecordingWriter, build_config, make_request, udp_exchange
+from tests.dnstest import (
+    LOCAL,
+    RecordingWriter,
+    build_config,
+    http_get,
+    make_request,
+    udp_exchange,
+)
 
 PROBE_REMOTE = ("127.0.0.1", 40000)
 """Where our own probe comes from."""
 UPSTREAM = "127.0.0.53:53"
 UPSTREAM_REMOTE = ("127.0.0.53", 5353)
 """Where the looped-back probe comes from (the upstream forwarding it to us again)."""
-
-
-async def http_get(port: int) -> tuple[int, str]:
-    """GET /ready on loopback; returns (status, body)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(b"GET /ready HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-        await writer.drain()
-        raw = await asyncio.wait_for(reader.read(), 5)
-    finally:
-        writer.close()
-        await writer.wait_closed()
-    head, _, body = raw.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body.decode()
 
 
 def find_loop(head: Handler | None) -> Loop:
@@ -307,10 +300,10 @@ async def test_loop_detected_without_exit(
     # ... and /ready keeps answering 200, with the note in its body.
     await rig.config.process.http.start()
     try:
-        status, body = await http_get(rig.config.process.http.listeners["127.0.0.1:0"].port)
+        ready = await http_get(rig.config.process.http.listeners["127.0.0.1:0"].port, "/ready")
     finally:
         await rig.config.process.http.stop()
-    assert (status, body) == (
+    assert (ready.status, ready.text) == (
         200,
         f'OK\nloop detected: upstream {UPSTREAM} quarantined for zone "."',
     )
@@ -627,9 +620,9 @@ async def test_real_forwarding_loop_is_detected_and_survived(
         )
         assert int(other.header.rcode) == rc.SERVFAIL
         assert upstream.relayed == relayed  # nothing more was sent to the looping upstream
-        status, body = await http_get(config.process.http.listeners["127.0.0.1:0"].port)
-        assert status == 200
-        assert f'loop detected: upstream {label} quarantined for zone "."' in body
+        ready = await http_get(config.process.http.listeners["127.0.0.1:0"].port, "/ready")
+        assert ready.status == 200
+        assert f'loop detected: upstream {label} quarantined for zone "."' in ready.text
     finally:
         await server.stop(graceful=False)
         transport.close()

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator
@@ -23,6 +22,7 @@ from clusterdns.plugins.prometheus import Exporter, Prometheus, PrometheusConfig
 from tests.dnstest import (
     RecordingWriter,
     build_config,
+    http_get,
     make_request,
     running_server,
     serve,
@@ -31,27 +31,6 @@ from tests.dnstest import (
 
 ADDR = "127.0.0.1:0"
 LABELS = 'server="dns://:53",view="",zone="."'
-
-
-async def http_get(
-    port: int, path: str, method: str = "GET", host: str = "127.0.0.1"
-) -> tuple[int, dict[str, str], bytes]:
-    """One HTTP/1.1 request on loopback; returns (status, lower-cased headers, body)."""
-    reader, writer = await asyncio.open_connection(host, port)
-    try:
-        writer.write(
-            f"{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n".encode()
-        )
-        await writer.drain()
-        async with asyncio.timeout(5):
-            raw = await reader.read()
-    finally:
-        writer.close()
-        await writer.wait_closed()
-    head, _, body = raw.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = dict((k.strip().lower(), v.strip()) for k, v in (h.split(":", 1) for h in lines[1:]))
-    return int(lines[0].split()[1]), headers, body
 
 
 @contextlib.asynccontextmanager
@@ -67,10 +46,10 @@ async def scrape(config: Config, address: str = ADDR) -> list[str]:
     """GET /metrics over HTTP; return the sample lines (comments dropped)."""
     port = config.process.http.listeners[address].port
     assert port > 0
-    status, headers, body = await http_get(port, "/metrics", host=address.rpartition(":")[0])
-    assert status == 200
-    assert headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
-    return [line for line in body.decode().splitlines() if line and not line.startswith("#")]
+    reply = await http_get(port, "/metrics", host=address.rpartition(":")[0])
+    assert reply.status == 200
+    assert reply.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+    return [line for line in reply.text.splitlines() if line and not line.startswith("#")]
 
 
 def label(line: str, name: str) -> str:
@@ -309,7 +288,7 @@ async def test_scrape_includes_process_metrics_and_other_paths_404() -> None:
     async with serving(config):
         lines = await scrape(config)
         port = config.process.http.listeners[ADDR].port
-        status, _, _ = await http_get(port, "/metric")
+        status = (await http_get(port, "/metric")).status
     assert status == 404
     assert series(lines, "process_start_time_seconds")
     assert series(lines, "coredns_build_info")

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import re
@@ -16,28 +15,9 @@ from clusterdns.corefile import parse as parse_corefile
 from clusterdns.errors import CorefileErrors
 from clusterdns.plugins import ready as ready_mod
 from clusterdns.plugins.ready import Monitor, Ready, ReadyConfig, parse
-from tests.dnstest import build_config
+from tests.dnstest import build_config, http_get
 
 ADDR = "127.0.0.1:0"
-
-
-async def http_get(port: int, path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
-    """One HTTP/1.1 request on loopback; returns (status, lower-cased headers, body)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(
-            f"{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n".encode()
-        )
-        await writer.drain()
-        async with asyncio.timeout(5):
-            raw = await reader.read()
-    finally:
-        writer.close()
-        await writer.wait_closed()
-    head, _, body = raw.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = dict((k.strip().lower(), v.strip()) for k, v in (h.split(":", 1) for h in lines[1:]))
-    return int(lines[0].split()[1]), headers, body
 
 
 @contextlib.asynccontextmanager
@@ -69,9 +49,9 @@ def ctx_of(config: Config, block: int = 0) -> SetupContext:
 async def get_ready(config: Config, address: str = ADDR) -> tuple[int, bytes]:
     port = config.process.http.listeners[address].port
     assert port > 0
-    status, headers, body = await http_get(port, "/ready")
-    assert headers["content-type"] == "text/plain; charset=utf-8"
-    return status, body
+    reply = await http_get(port, "/ready")
+    assert reply.headers["content-type"] == "text/plain; charset=utf-8"
+    return reply.status, reply.body
 
 
 # --- setup -------------------------------------------------------------------------------------
@@ -165,8 +145,7 @@ async def test_ready_without_checks() -> None:
     async with serving(config):
         assert await get_ready(config) == (200, b"OK")
         port = config.process.http.listeners[ADDR].port
-        status, _, _ = await http_get(port, "/health")
-        assert status == 404
+        assert (await http_get(port, "/health")).status == 404
 
 
 async def test_until_ready(caplog: pytest.LogCaptureFixture) -> None:
@@ -255,8 +234,9 @@ async def test_shutting_down() -> None:
         assert await get_ready(config) == (200, b"OK")
         config.process.shutting_down = True
         assert await get_ready(config) == (503, b"Shutting down")
-        status, _, body = await http_get(config.process.http.listeners[ADDR].port, "/ready", "HEAD")
-        assert (status, body) == (503, b"")
+        port = config.process.http.listeners[ADDR].port
+        reply = await http_get(port, "/ready", method="HEAD")
+        assert (reply.status, reply.body) == (503, b"")
 
 
 async def test_notes_follow_the_status_line() -> None:

@@ -19,8 +19,7 @@ import dns.asyncquery
 import dns.message
 import dns.rcode
 
-from tests.dnstest import TIMEOUT_S
-from tests.plugins.health.test_health import http_get
+from tests.dnstest import TIMEOUT_S, http_get
 from tests.plugins.reload.test_server import configmap_version
 
 EXE = [sys.executable, "-m", "clusterdns"]
@@ -102,7 +101,8 @@ HOSTS = """\
 
 
 async def scrape(port: int) -> str:
-    status, _, body = await http_get(port, "/metrics")
+    reply = await http_get(port, "/metrics")
+    status, body = reply.status, reply.body
     assert status == 200
     return body.decode()
 

@@ -17,8 +17,7 @@ from dnslib import DNSRecord
 from clusterdns.chain.build import Config
 from clusterdns.errors import ServerError
 from clusterdns.plugins.health import Health
-from tests.dnstest import TIMEOUT_S, udp_exchange
-from tests.plugins.health.test_health import http_get
+from tests.dnstest import TIMEOUT_S, http_get, udp_exchange
 from tests.plugins.reload.harness import (
     Gate,
     Running,
@@ -171,7 +170,7 @@ async def test_a_reload_that_fails_to_start_stops_what_it_started(tmp_path: Path
         assert r.config is old and failed_total(r) == 1
         (health,) = healths
         assert started == [True] and health.task is None  # started, then stopped again
-        assert (await http_get(health_port, "/health"))[::2] == (200, b"OK")
+        assert (await http_get(health_port, "/health")).status_body == (200, b"OK")
         assert answers(await r.query("www.example.org.")) == ["192.0.2.1"]
 
 
@@ -237,7 +236,7 @@ async def test_side_listeners_stay_up_and_nothing_enters_lameduck(tmp_path: Path
         old = r.config
         kept = old.process.http.listeners["127.0.0.1:0"]  # health, ready and prometheus
         port = kept.port
-        assert (await http_get(port, "/ready"))[::2] == (200, b"OK")
+        assert (await http_get(port, "/ready")).status_body == (200, b"OK")
 
         r.write(SIDE.format(ready="127.0.0.2:0", addr="192.0.2.2"))
         reload = asyncio.create_task(r.check())
@@ -247,9 +246,9 @@ async def test_side_listeners_stay_up_and_nothing_enters_lameduck(tmp_path: Path
         (new,) = made
         moved = new.process.http.listeners["127.0.0.2:0"]
         assert moved.server is not None  # the changed address is bound before the old closes
-        assert (await http_get_host("127.0.0.2", moved.port, "/ready")) == (200, b"OK")
-        assert (await http_get(port, "/ready"))[::2] == (200, b"OK")
-        assert (await http_get(port, "/health"))[::2] == (200, b"OK")
+        assert (await http_get(moved.port, "/ready", host="127.0.0.2")).status_body == (200, b"OK")
+        assert (await http_get(port, "/ready")).status_body == (200, b"OK")
+        assert (await http_get(port, "/health")).status_body == (200, b"OK")
         assert answers(await r.query("www.example.org.")) == ["192.0.2.1"]
         gate.release.set()
         async with asyncio.timeout(10):
@@ -257,26 +256,13 @@ async def test_side_listeners_stay_up_and_nothing_enters_lameduck(tmp_path: Path
         assert r.config is new
         # The unchanged address is the same listener, bound all along, now with the new routes.
         assert new.process.http.listeners["127.0.0.1:0"] is kept and kept.port == port
-        assert (await http_get(port, "/health"))[::2] == (200, b"OK")
-        assert (await http_get(port, "/metrics"))[0] == 200
-        assert (await http_get(port, "/ready"))[0] == 404  # /ready moved to the other address
-        assert (await http_get_host("127.0.0.2", moved.port, "/ready")) == (200, b"OK")
+        assert (await http_get(port, "/health")).status_body == (200, b"OK")
+        assert (await http_get(port, "/metrics")).status == 200
+        assert (await http_get(port, "/ready")).status == 404  # /ready moved to the other address
+        assert (await http_get(moved.port, "/ready", host="127.0.0.2")).status_body == (200, b"OK")
         assert answers(await r.query("www.example.org.")) == ["192.0.2.2"]
         assert r.lameduck_waits == []  # `lameduck 5s` applies to shutdown only
         assert not old.process.shutting_down and not new.process.shutting_down
-
-
-async def http_get_host(host: str, port: int, path: str) -> tuple[int, bytes]:
-    reader, writer = await asyncio.open_connection(host, port)
-    try:
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
-        await writer.drain()
-        async with asyncio.timeout(5):
-            raw = await reader.read()
-    finally:
-        writer.close()
-    head, _, body = raw.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body
 
 
 async def test_dns_listeners_added_and_removed(tmp_path: Path) -> None:
@@ -403,7 +389,7 @@ async def test_forward_target_changes_under_load_without_a_failed_query(tmp_path
 
         async def poll_ready() -> None:
             while polling:
-                statuses.append((await http_get(side_port, "/ready"))[0])
+                statuses.append((await http_get(side_port, "/ready")).status)
 
         client = LoadClient(r.dns_port)
         load = asyncio.create_task(client.run())
