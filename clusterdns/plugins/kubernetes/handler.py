@@ -33,11 +33,13 @@ from clusterdns.plugins.kubernetes.names import NameKind, RecordRequest
 from clusterdns.plugins.kubernetes.records import (
     ClusterView,
     ExternalTarget,
+    RegisteringSRV,
     Triple,
     address_rr,
     cname_rr,
     dns_version_rr,
     family,
+    label_of,
     ns_rr,
     ptr_rr,
     soa_rr,
@@ -227,7 +229,26 @@ class Kubernetes:
             if qtype == rc.CNAME and items and isinstance(items[0], ExternalTarget):
                 return _Lookup(True, [cname_rr(req.qname, items[0].target, ttl)])
             return _Lookup(bool(items))
+        if kind is NameKind.POD and qtype == rc.SRV:
+            return self._pod_srv(req, parsed, zone)
         return _Lookup(self._exists(parsed))
+
+    def _pod_srv(self, req: Request, parsed: RecordRequest, zone: str) -> _Lookup:
+        """SRV for a pod name, as CoreDNS answers it.
+
+        Port 0, weight 100, the pod's own name (lower case, extra labels dropped) as the target
+        and its address as glue.
+        """
+        found = self.view.pod_address(parsed)
+        if found is None:
+            return _Lookup(False)
+        ip, _ = found
+        ttl = self.config.ttl_s
+        target = f"{parsed.service}.{parsed.namespace}.pod.{zone}"
+        srv = RR(
+            label_of(req.qname), rc.SRV, rdata=RegisteringSRV(0, 100, 0, label_of(target)), ttl=ttl
+        )
+        return _Lookup(True, [srv], [address_rr(target, ip, ttl)])
 
     def _exists(self, parsed: RecordRequest) -> bool:
         """Whether a name exists for types that synthesise nothing here (NODATA vs NXDOMAIN)."""

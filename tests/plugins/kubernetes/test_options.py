@@ -244,6 +244,8 @@ TTL = [
     ),
 ]
 
+POD_TARGET = "10-244-1-30.prod.pod.cluster.local."
+
 PODS = [
     nx("10-244-1-30.prod.pod.cluster.local.", options="pods disabled"),
     nx("prod.pod.cluster.local.", options="pods disabled"),
@@ -256,7 +258,23 @@ PODS = [
         options="pods verified",
     ),
     nodata("10-244-1-30.prod.pod.cluster.local.", "AAAA", options="pods verified"),
-    nodata("10-244-1-30.prod.pod.cluster.local.", "SRV", options="pods verified"),
+    # CoreDNS answers SRV for pod names (found by the real-CoreDNS differential test; the spec's
+    # "other types: NODATA" is wrong for SRV): port 0, the pod name as target, its address as glue.
+    ok(
+        "10-244-1-30.prod.pod.cluster.local.",
+        "SRV",
+        [f"10-244-1-30.prod.pod.cluster.local. 30 IN SRV 0 100 0 {POD_TARGET}"],
+        ["10-244-1-30.prod.pod.cluster.local. 30 IN A 10.244.1.30"],
+        options="pods verified",
+    ),
+    ok(
+        "x.10-244-1-30.Prod.pod.cluster.local.",
+        "SRV",
+        [f"x.10-244-1-30.Prod.pod.cluster.local. 30 IN SRV 0 100 0 {POD_TARGET}"],
+        ["10-244-1-30.prod.pod.cluster.local. 30 IN A 10.244.1.30"],
+        options="pods insecure",
+    ),
+    nx("10-244-9-9.prod.pod.cluster.local.", "SRV", options="pods verified"),
     nx("10-244-1-30.default.pod.cluster.local.", options="pods verified"),
     nodata("prod.pod.cluster.local.", options="pods verified"),
     ok(
