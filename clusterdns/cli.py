@@ -29,7 +29,11 @@ from clusterdns.plugins import SETUP
 from clusterdns.server import logfmt
 from clusterdns.server.lifecycle import Server, version_lines
 from clusterdns.server.reloader import Reloading
-from clusterdns.server.tcp import DEFAULT_MAX_CONNECTIONS, TCPLimits
+from clusterdns.server.tcp import (
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+    TCPLimits,
+)
 from clusterdns.webserver import HTTPRegistry
 
 log = logging.getLogger("clusterdns")
@@ -99,6 +103,14 @@ def _flags() -> argparse.ArgumentParser:
         type=int,
         default=DEFAULT_MAX_CONNECTIONS,
         help="Cap on concurrent TCP connections (default 20000)",
+    )
+    p.add_argument(
+        "-tcp.max-connections-per-client",
+        "--tcp.max-connections-per-client",
+        dest="max_tcp_per_client",
+        type=int,
+        default=DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+        help="Cap on concurrent TCP connections from one client address (default 256; 0 = none)",
     )
     p.add_argument("extra", nargs="*", help=argparse.SUPPRESS)
     return p
@@ -302,7 +314,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if reloading is None:
         print(f"{loaded.name}: OK")
         return 0
-    limits = TCPLimits(max_connections=args.max_tcp)
+    limits = TCPLimits(
+        max_connections=args.max_tcp, max_connections_per_client=args.max_tcp_per_client
+    )
     return _run(config, reloading, args, limits)
 
 

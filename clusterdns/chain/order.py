@@ -40,6 +40,7 @@ ORDER: Final = (
     "tsig",
     "rewrite",
     "autopath",
+    "rrl",
     "acl",
     "cache",
     "header",

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Final
 
-from dnslib import RR, DNSHeader, DNSRecord
+from dnslib import RR, DNSHeader, DNSLabel, DNSRecord
 
 from clusterdns.dnsutil import rcode as rc
 
@@ -76,6 +76,15 @@ class Request:
         """The question name exactly as the client wrote it, absolute."""
         return str(self.msg.q.qname) if self.msg.questions else "."
 
+    @property
+    def owner(self) -> DNSLabel:
+        """The question name as wire labels, for the owners of answers.
+
+        Byte for byte what the client sent: text would re-encode a label holding a dot or
+        non-ASCII bytes.
+        """
+        return self.msg.q.qname if self.msg.questions else DNSLabel(())
+
     @cached_property
     def name(self) -> str:
         """The question name lower-cased (ASCII), absolute."""
@@ -136,9 +145,9 @@ class Request:
         Unlike dnslib's `reply()`, AD is not copied and RA is not set (spec §4.6).
         """
         h = self.msg.header
-        header = DNSHeader(
-            id=h.id, qr=1, opcode=h.opcode, aa=int(aa), tc=0, rd=h.rd, ra=0, cd=h.cd, rcode=rcode
-        )
+        # QR, the query's opcode, RD and CD; AA as asked; the rcode's low 4 bits.
+        bitmap = 0x8000 | (h.bitmap & 0x7910) | (0x0400 if aa else 0) | (rcode & 0xF)
+        header = DNSHeader(id=h.id, bitmap=bitmap)
         return DNSRecord(header, q=self.msg.q if self.msg.questions else None)
 
 

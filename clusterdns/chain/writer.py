@@ -71,13 +71,15 @@ def mirror_edns(msg: DNSRecord, req: Request) -> tuple[DNSRecord, int]:
     if qe is None:
         return msg, 0
     existing = next((rr for rr in msg.ar if rr.rtype == OPT), None)
+    keep_do = False
     if existing is not None:
         options = list(existing.rdata or ())
         ext = (int(existing.ttl) >> 24) & 0xFF
+        keep_do = bool(int(existing.ttl) & 0x8000)  # as CoreDNS's SizeAndDo: DO is never cleared
     else:
         options = [EDNSOption(code, data) for code, data in qe.options if code in ECHOED_OPTIONS]
         ext = 0
-    ttl = (ext << 24) | (0x8000 if qe.do else 0)
+    ttl = (ext << 24) | (0x8000 if qe.do or keep_do else 0)
     opt = RR(".", OPT, rclass=qe.udp_size, ttl=ttl, rdata=options)
     out = DNSRecord(
         copy_header(msg.header),

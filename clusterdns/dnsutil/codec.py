@@ -8,9 +8,13 @@ buffer whose name decoding is iterative and byte-transparent. Call it only on pa
 
 from __future__ import annotations
 
-from dnslib import RR, DNSError, DNSHeader, DNSQuestion, DNSRecord
+import struct
+
+from dnslib import RR, DNSError, DNSHeader, DNSQuestion, DNSRecord, EDNSOption
 from dnslib.buffer import BufferError
 from dnslib.label import DNSBuffer, DNSLabel
+
+from clusterdns.dnsutil.wire import skip_name
 
 
 class _Buffer(DNSBuffer):  # type: ignore[misc]
@@ -38,6 +42,28 @@ class _Buffer(DNSBuffer):  # type: ignore[misc]
         return DNSLabel(labels)
 
 
+OPT = 41
+
+
+def _options(data: bytes, start: int) -> list[EDNSOption]:
+    """The options of the OPT record at `start`, including a zero-length last one.
+
+    dnslib's own OPT parser stops when four bytes or fewer remain, so it loses an empty option
+    at the end (an empty NSID or TCP-KEEPALIVE request, which must be echoed).
+    """
+    off = skip_name(data, start) + 8
+    (rdlength,) = struct.unpack_from("!H", data, off)
+    off += 2
+    end = off + rdlength
+    options: list[EDNSOption] = []
+    while off + 4 <= end:
+        code, length = struct.unpack_from("!HH", data, off)
+        off += 4
+        options.append(EDNSOption(code, bytes(data[off : off + length])))
+        off += length
+    return options
+
+
 def parse_message(data: bytes) -> DNSRecord:
     """Decode a walked message.
 
@@ -50,7 +76,13 @@ def parse_message(data: bytes) -> DNSRecord:
         questions = [DNSQuestion.parse(buf) for _ in range(header.q)]
         rr = [RR.parse(buf) for _ in range(header.a)]
         auth = [RR.parse(buf) for _ in range(header.auth)]
-        ar = [RR.parse(buf) for _ in range(header.ar)]
+        ar = []
+        for _ in range(header.ar):
+            start = buf.offset
+            record = RR.parse(buf)
+            if record.rtype == OPT:
+                record.rdata = _options(data, start)
+            ar.append(record)
     except (BufferError, IndexError, ValueError) as exc:
         raise DNSError(f"cannot decode message: {exc}") from exc
     return DNSRecord(header, questions, rr, auth=auth, ar=ar)

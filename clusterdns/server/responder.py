@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from dnslib import RR, DNSHeader, DNSRecord
 
-from clusterdns.chain.fastpath import FastPath
+from clusterdns.chain.fastpath import VARIANTS, FastPath, Prepared, Variants
 from clusterdns.chain.request import Request
 from clusterdns.chain.writer import Writer
 from clusterdns.dnsutil import rcode as rc
@@ -65,25 +65,42 @@ class Responder:
     def datagram(
         self, data: bytes, remote: tuple[str, int], local: tuple[str, int], send: Send
     ) -> None:
-        """Handle one UDP datagram; never raises."""
+        """Handle one UDP datagram; never raises.
+
+        The UDP protocol inlines the fast-path half of this (udp.py); this form is for callers
+        that hold a plain `send`.
+        """
         if len(data) > UDP_QUERY_BUFFER:
             data = data[:UDP_QUERY_BUFFER]
         entry = self.fastpath.get(data[2:])
         if entry is not None:
-            send(data[:2] + entry.tail)
-            if entry.on_hit is not None:
-                entry.on_hit("udp", 2 if ":" in remote[0] else 1)
+            send(data[:2] + entry.next_tail())
+            self.replayed(entry, "udp", 2 if ":" in remote[0] else 1)
             return
         self.submit(data, "udp", remote, local, send)
+
+    def replayed(self, entry: Prepared, proto: str, family: int) -> None:
+        """Count one fast-path replay (the server's counter, then the plugins' hooks)."""
+        self.metrics.fastpath_hits.inc()
+        if entry.on_hit is not None:
+            entry.on_hit(proto, family)
 
     def submit(
         self, data: bytes, proto: str, remote: tuple[str, int], local: tuple[str, int], send: Send
     ) -> asyncio.Task[None] | None:
-        """Answer from the header alone, or start the slow path and return its task.
+        """Answer from the fast path or the header alone, or start the slow path.
 
-        None means nothing is pending: the packet was answered or dropped (and counted) at once,
-        including when the cap on queries in flight was hit.
+        Returns the slow path's task; None means nothing is pending: the packet was answered
+        or dropped (and counted) at once, including when the cap on queries in flight was hit.
+        UDP callers have already looked the query up in the fast path; TCP queries are looked
+        up here.
         """
+        if proto == "tcp":
+            entry = self.fastpath.get_tcp(data[2:])
+            if entry is not None:
+                send(data[:2] + entry.next_tail())
+                self.replayed(entry, proto, 2 if ":" in remote[0] else 1)
+                return None
         verdict = header_verdict(data)
         if verdict is Verdict.DROP:
             self.metrics.dropped.inc(("short" if len(data) < 12 else "response",))
@@ -161,8 +178,19 @@ class Responder:
             if code in rc.CLIENT_WRITE_ERRORS:
                 w.write(req.reply(aa=False, rcode=code), "")
             return
-        if w.offer is not None and block.fastpath and proto == "udp" and not w.truncated:
-            self.fastpath.offer(data[2:], w.wire, w.offer)
+        offer = w.offer
+        if offer is not None and block.fastpath and not w.truncated:
+            variants: list[bytes] = []
+            if offer.variants is not None:
+                try:
+                    packed = _packed_variants(req, offer.variants, w.plugin, len(w.wire))
+                except Exception as exc:  # a plugin's callback: never let it reach the loop
+                    log.error("fast path: building reply orders failed: %s", exc)
+                    return
+                if packed is None:
+                    return
+                variants = packed
+            self.fastpath.offer(data[2:], w.wire, offer, proto=proto, variants=variants)
 
     def _count_dropped(self, proto: str, remote: tuple[str, int], qtype: int, code: int) -> None:
         family = "2" if ":" in remote[0] else "1"
@@ -180,6 +208,25 @@ class Responder:
             task.cancel()
         if still:
             await asyncio.wait(still, timeout=1.0)
+
+
+def _packed_variants(
+    req: Request, variants: Variants, plugin: str, size: int
+) -> list[bytes] | None:
+    """The other orders of an offered reply, packed as the writer packed the reply itself.
+
+    None when one of them does not come out as the same untruncated size (then nothing is
+    stored: a replay must be a reply the full chain could have sent).
+    """
+    out: list[bytes] = []
+    for msg in variants(VARIANTS - 1):
+        sink: list[bytes] = []
+        w = Writer(req, sink.append)
+        w.write(msg, plugin)
+        if w.truncated or len(w.wire) != size:
+            return None
+        out.append(w.wire)
+    return out
 
 
 def _echoable_question(data: bytes) -> bytes:

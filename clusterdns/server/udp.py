@@ -1,15 +1,38 @@
-"""UDP: one datagram protocol per bound socket, handing bytes to the listener's responder."""
+"""UDP: one datagram protocol per bound socket, handing bytes to the listener's responder.
+
+The fast path is inlined here because it is the whole cost of most queries: look the bytes after
+the ID up in the listener's prepared replies, splice the ID, send, count. Only a miss builds the
+client address tuple and the `send` closure the slow path needs.
+
+Bounds: replies queued for sending beyond `MAX_WRITE_BACKLOG` are shed (counted); a query that
+advertises an EDNS buffer above `MAX_UDP_REPLY` is treated as advertising `MAX_UDP_REPLY` (as the
+`bufsize` plugin would), so no UDP reply is ever larger, whatever a spoofed query asks for.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import math
+import struct
+from collections.abc import Callable
 from typing import Final, cast
 
+from clusterdns.dnsutil.wire import WireError, skip_name
 from clusterdns.metrics import Metrics
-from clusterdns.server.responder import Responder
+from clusterdns.server.responder import UDP_QUERY_BUFFER, Responder
 
+INF: Final = math.inf
 MAX_WRITE_BACKLOG: Final = 4 * 1024 * 1024
 """Bytes queued for sending before new replies are shed (an unbounded backlog is a known DoS)."""
+MAX_UDP_REPLY: Final = 4096
+"""The largest UDP reply, in bytes: the top of the `bufsize` range and RFC 6891's suggested
+maximum. With the 28-byte smallest EDNS query this bounds the reply/query ratio at 146."""
+_RR_FIXED: Final = struct.Struct("!HHIH")
+_OPT: Final = 41
+
+
+def _no_backlog() -> int:
+    return 0
 
 
 class UDPProtocol(asyncio.DatagramProtocol):
@@ -20,19 +43,53 @@ class UDPProtocol(asyncio.DatagramProtocol):
         self.metrics = metrics
         self.transport: asyncio.DatagramTransport | None = None
         self.local: tuple[str, int] = ("", 0)
+        self.family = 1
+        """The metrics `family` of every client of this socket: 2 on an IPv6 (v6-only) socket."""
+        self.backlog: Callable[[], int] = _no_backlog
+        self.hits = metrics.fastpath_hits.values
+        self.hits.setdefault((), 0)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)  # uvloop's are not subclasses
         sockname = transport.get_extra_info("sockname")
         self.local = (str(sockname[0]), int(sockname[1]))
+        self.family = 2 if ":" in self.local[0] else 1
+        self.backlog = cast(asyncio.WriteTransport, transport).get_write_buffer_size
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         transport = self.transport
         if transport is None:
             return
-        remote = (str(addr[0]), int(addr[1]))
+        # Queries are read into 512 bytes as CoreDNS does (responder.UDP_QUERY_BUFFER). The
+        # common case (an entry of the current generation without expiry) is checked inline;
+        # anything else goes through `get`, which drops stale entries.
+        fastpath = self.responder.fastpath
+        key = data[2:UDP_QUERY_BUFFER]
+        entry = fastpath.udp.get(key)
+        if entry is not None and (
+            entry.generation != fastpath.generations[entry.slot] or entry.expires != INF
+        ):
+            entry = fastpath.get(key)
+        if entry is not None:
+            if self.backlog() > MAX_WRITE_BACKLOG:
+                self.metrics.dropped.inc(("udp_backlog",))
+                return
+            tail = entry.next_tail() if entry.tails else entry.tail
+            transport.sendto(data[:2] + tail, addr)
+            self.hits[()] += 1
+            hook = entry.on_hit
+            if hook is not None:
+                hook("udp", self.family)
+            return
+        self._miss(data[:UDP_QUERY_BUFFER], addr, transport)
 
-        backlog = cast(asyncio.WriteTransport, transport).get_write_buffer_size
+    def _miss(
+        self, data: bytes, addr: tuple[str | int, ...], transport: asyncio.DatagramTransport
+    ) -> None:
+        remote = (str(addr[0]), int(addr[1]))
+        backlog = self.backlog
+        if len(data) > 11 and (data[10] or data[11]):
+            data = cap_advertised_size(data, MAX_UDP_REPLY)
 
         def send(wire: bytes) -> None:
             if backlog() > MAX_WRITE_BACKLOG:
@@ -40,7 +97,35 @@ class UDPProtocol(asyncio.DatagramProtocol):
                 return
             transport.sendto(wire, addr)
 
-        self.responder.datagram(data, remote, self.local, send)
+        self.responder.submit(data, "udp", remote, self.local, send)
 
     def error_received(self, exc: Exception) -> None:
         """ICMP errors for earlier replies: nothing to do."""
+
+
+def cap_advertised_size(data: bytes, cap: int) -> bytes:
+    """Lower the UDP size a query's OPT record advertises to `cap` if it is larger.
+
+    Only the two bytes of the size change; a packet that does not walk cleanly, or whose section
+    counts the header policy rejects anyway, is returned as it is (the responder answers it).
+    """
+    an = (data[6] << 8) | data[7]
+    ns = (data[8] << 8) | data[9]
+    ar = (data[10] << 8) | data[11]
+    if (data[4] << 8) | data[5] != 1 or an > 1 or ns > 1 or ar > 2:
+        return data
+    try:
+        off = skip_name(data, 12) + 4
+        for index in range(an + ns + ar):
+            off = skip_name(data, off)
+            if off + 10 > len(data):
+                return data
+            rtype, size, _, rdlen = _RR_FIXED.unpack_from(data, off)
+            if rtype == _OPT and index >= an + ns:
+                if size <= cap:
+                    return data
+                return data[: off + 2] + cap.to_bytes(2, "big") + data[off + 4 :]
+            off += 10 + rdlen
+    except WireError:
+        return data
+    return data

@@ -127,6 +127,14 @@ CATALOGUE: Final[tuple[Spec, ...]] = (
         (*TEMPLATE, "section", "template"),
         "template",
     ),
+    # acl (spec §11.3; `allowed` has no zone label)
+    Spec("coredns_acl_blocked_requests_total", "counter", SZV, "acl"),
+    Spec("coredns_acl_filtered_requests_total", "counter", SZV, "acl"),
+    Spec("coredns_acl_allowed_requests_total", "counter", ("server", "view"), "acl"),
+    Spec("coredns_acl_dropped_requests_total", "counter", SZV, "acl"),
+    # rrl (the external coredns/rrl plugin's names; labels differ, docs/deviations.md)
+    Spec("coredns_rrl_responses_exceeded_total", "counter", SZV, "rrl"),
+    Spec("coredns_rrl_requests_exceeded_total", "counter", SZV, "rrl"),
     # process metrics the spec asks for (§11.3, "Process metrics")
     Spec("process_cpu_seconds_total", "counter", (), "process", coredns=False),
     Spec("process_resident_memory_bytes", "gauge", (), "process", coredns=False),

@@ -38,6 +38,13 @@ COREFILE: Final = """\
     health 127.0.0.1:0
     ready 127.0.0.1:0
     prometheus 127.0.0.1:0
+    acl {{
+        block type AXFR
+        allow
+    }}
+    rrl {{
+        responses-per-second 100000
+    }}
     hosts {hosts} {{
         192.0.2.7 inline.hosts.example
         fallthrough

@@ -81,7 +81,7 @@ class Any:
         reply = req.reply(aa=False)
         # HINFO rdata is two character-strings, the same wire form as a two-string TXT; dnslib has
         # no HINFO class, so TXT builds the rdata while the record's type stays HINFO.
-        reply.add_answer(RR(req.qname, rc.HINFO, rdata=TXT([CPU, OS]), ttl=TTL_S))
+        reply.add_answer(RR(req.owner, rc.HINFO, rdata=TXT([CPU, OS]), ttl=TTL_S))
         w.write(reply, NAME)
         return rc.NOERROR
 

@@ -218,7 +218,9 @@ def setup(lines: Sequence[Directive], ctx: SetupContext) -> PluginFactory:
     built: list[Cache] = []
 
     def factory(nxt: Handler | None) -> Handler:
-        cache = Cache(config, nxt, metrics=series, clock=time.monotonic)
+        cache = Cache(
+            config, nxt, metrics=series, clock=time.monotonic, generations=ctx.process.generations
+        )
         built.append(cache)
         return cache
 
@@ -230,4 +232,4 @@ def setup(lines: Sequence[Directive], ctx: SetupContext) -> PluginFactory:
     return factory
 
 
-SPEC: Final = PluginSpec(NAME, setup, once=True)
+SPEC: Final = PluginSpec(NAME, setup, once=True, replay_safe=True)

@@ -103,4 +103,6 @@ def setup(lines: Sequence[Directive], ctx: SetupContext) -> PluginFactory:
     return factory
 
 
-SPEC: Final = PluginSpec(NAME, setup, once=True)
+# Replay-safe: errors only logs errors returned up the chain and never changes a written reply, so
+# replaying a written reply (the only kind the fast path stores) skips nothing it would have done.
+SPEC: Final = PluginSpec(NAME, setup, once=True, replay_safe=True)

@@ -251,4 +251,4 @@ def setup(lines: Sequence[Directive], ctx: SetupContext) -> PluginFactory:
     return factory
 
 
-SPEC: Final = PluginSpec(NAME, setup)
+SPEC: Final = PluginSpec(NAME, setup, replay_safe=True)

@@ -296,4 +296,4 @@ def setup(lines: Sequence[Directive], ctx: SetupContext) -> PluginFactory | None
     return None
 
 
-SPEC: Final = PluginSpec(NAME, setup)
+SPEC: Final = PluginSpec(NAME, setup, replay_safe=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final
 
 from dnslib import AAAA, CNAME, NS, PTR, RR, SOA, SRV, TXT, A
@@ -272,21 +273,53 @@ class RegisteringSRV(SRV):  # type: ignore[misc]  # dnslib is untyped
         buffer.append(b"\x00")  # type: ignore[attr-defined]
 
 
+# Record builders take names as text and memoise what dnslib derives from it: `DNSLabel(text)`
+# runs the IDNA codec over every label and costs more than the record itself, and an address's
+# rdata is the same object for every reply. Labels and rdata are values nothing mutates; the
+# records themselves are built fresh for every reply.
+
+
+def label_of(name: str | DNSLabel) -> DNSLabel:
+    """`DNSLabel(name)`, memoised for text; a DNSLabel is returned as it is.
+
+    (DNSLabel compares without regard to case, so it must never be a memo key: the memo would
+    hand back another letter case.)
+    """
+    if isinstance(name, DNSLabel):
+        return name
+    return _label(name)
+
+
+@lru_cache(maxsize=16384)
+def _label(name: str) -> DNSLabel:
+    return DNSLabel(name)
+
+
+@lru_cache(maxsize=16384)
+def _a(ip: str) -> A:
+    return A(ip)
+
+
+@lru_cache(maxsize=16384)
+def _aaaa(ip: str) -> AAAA:
+    return AAAA(ip)
+
+
 def address_rr(owner: str, ip: str, ttl: int) -> RR:
     """An A or AAAA record for `ip`."""
     if family(ip) == 6:
-        return RR(owner, rc.AAAA, rdata=AAAA(ip), ttl=ttl)
-    return RR(owner, rc.A, rdata=A(ip), ttl=ttl)
+        return RR(label_of(owner), rc.AAAA, rdata=_aaaa(ip), ttl=ttl)
+    return RR(label_of(owner), rc.A, rdata=_a(ip), ttl=ttl)
 
 
 def cname_rr(owner: str, target: str, ttl: int) -> RR:
     """A CNAME record."""
-    return RR(owner, rc.CNAME, rdata=CNAME(target), ttl=ttl)
+    return RR(label_of(owner), rc.CNAME, rdata=CNAME(label_of(target)), ttl=ttl)
 
 
 def ptr_rr(owner: str, target: str, ttl: int) -> RR:
     """A PTR record."""
-    return RR(owner, rc.PTR, rdata=PTR(target), ttl=ttl)
+    return RR(label_of(owner), rc.PTR, rdata=PTR(label_of(target)), ttl=ttl)
 
 
 def ns_rr(owner: str, target: str, ttl: int) -> RR:
@@ -294,14 +327,18 @@ def ns_rr(owner: str, target: str, ttl: int) -> RR:
     return RR(owner, rc.NS, rdata=NS(target), ttl=ttl)
 
 
-def soa_rr(zone: str, ttl: int, serial: int) -> RR:
-    """The zone's SOA: owner and names in `zone`'s letter case, record TTL min(ttl, 300)."""
-    rdata = SOA(
-        join("ns", "dns", zone),
-        join("hostmaster", zone),
+@lru_cache(maxsize=256)
+def _soa(zone: str, ttl: int, serial: int) -> SOA:
+    return SOA(
+        label_of(join("ns", "dns", zone)),
+        label_of(join("hostmaster", zone)),
         (serial, SOA_REFRESH_S, SOA_RETRY_S, SOA_EXPIRE_S, ttl),
     )
-    return RR(zone, rc.SOA, rdata=rdata, ttl=min(ttl, MAX_SOA_TTL_S))
+
+
+def soa_rr(zone: str, ttl: int, serial: int) -> RR:
+    """The zone's SOA: owner and names in `zone`'s letter case, record TTL min(ttl, 300)."""
+    return RR(label_of(zone), rc.SOA, rdata=_soa(zone, ttl, serial), ttl=min(ttl, MAX_SOA_TTL_S))
 
 
 def dns_version_rr(owner: str) -> RR:
@@ -334,8 +371,8 @@ def srv_records(
         target = t.target(zone)
         if (target, t.port.port) not in seen_srv:
             seen_srv.add((target, t.port.port))
-            rdata = RegisteringSRV(0, weight, t.port.port, DNSLabel(target))
-            answers.append(RR(owner, rc.SRV, rdata=rdata, ttl=ttl))
+            rdata = RegisteringSRV(0, weight, t.port.port, label_of(target))
+            answers.append(RR(label_of(owner), rc.SRV, rdata=rdata, ttl=ttl))
         if (target, t.address) not in seen_glue:
             seen_glue.add((target, t.address))
             extra.append(address_rr(target, t.address, ttl))

@@ -159,6 +159,7 @@ class LoadBalanceWriter(WriterWrapper):
         super().__init__(inner)
         self.reorder = reorder
         self._offer: Offer | None = None
+        self._source: DNSRecord | None = None
         self._replayable: bool | None = None
         """None until written; then whether the reply would come out the same every time."""
 
@@ -168,16 +169,27 @@ class LoadBalanceWriter(WriterWrapper):
         first = self._replayable is None
         if first:
             self._replayable = not by_chance
+            self._source = msg
         self.inner.write(out, plugin)
-        if first and self._replayable and self._offer is not None:
-            self.inner.offer_fastpath(self._offer)
+        if first and self._offer is not None:
+            self.offer_fastpath(self._offer)
 
     def offer_fastpath(self, offer: Offer) -> None:
-        """Hold the offer until the reply is known; drop it if the order was left to chance."""
+        """Hold the offer until the reply is known.
+
+        For an order left to chance, other orders go with it, so replays keep changing it.
+        """
         if self._replayable is None:
             self._offer = offer
         elif self._replayable:
             self.inner.offer_fastpath(offer)
+        else:
+            self.inner.offer_fastpath(offer.with_variants(self._variants))
+
+    def _variants(self, n: int) -> list[DNSRecord]:
+        """`n` more reorderings of the reply as the next plugin wrote it."""
+        assert self._source is not None
+        return [self.reorder(self._source)[0] for _ in range(n)]
 
 
 class LoadBalance:

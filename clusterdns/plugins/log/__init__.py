@@ -139,4 +139,6 @@ def setup(lines: Sequence[Directive], ctx: SetupContext) -> PluginFactory:
     return factory
 
 
-SPEC: Final = PluginSpec(NAME, setup)
+# Replay-safe: the handler withholds the fast-path offer of every reply it logs (each query needs
+# its own line: client, ID, duration), so only replies it would not log are ever replayed.
+SPEC: Final = PluginSpec(NAME, setup, replay_safe=True)

@@ -85,13 +85,14 @@ from typing import ClassVar, Final
 
 from clusterdns.chain.handler import Handler, PluginFactory, next_or_failure
 from clusterdns.chain.request import Request
-from clusterdns.chain.setup import PluginSpec, SetupContext
+from clusterdns.chain.setup import PluginSpec, SetupContext, address_arg
 from clusterdns.chain.writer import ResponseWriter
 from clusterdns.corefile import Directive
 from clusterdns.dnsutil.rcode import metric_type, rcode_name
 from clusterdns.errors import PluginError
 from clusterdns.metrics import CONTENT_TYPE, Metrics
-from clusterdns.webserver import Response, split_address
+from clusterdns.plugins.prometheus.replay import OfferHolder, Recorders
+from clusterdns.webserver import Response
 
 NAME: Final = "prometheus"
 DEFAULT_ADDRESS: Final = "localhost:9153"
@@ -114,14 +115,7 @@ def parse(d: Directive) -> PrometheusConfig:
     Raises:
         CorefileError: a bad address or option, with file and line.
     """
-    args = d.expect_args(0, 1)
-    address = DEFAULT_ADDRESS
-    if args:
-        address = args[0]
-        try:
-            split_address(address)
-        except ValueError as exc:
-            raise d.arg_error(0, str(exc)) from exc
+    address = address_arg(d, DEFAULT_ADDRESS)
     runtime_metrics = False
     for opt in d.options:
         if opt.name == "runtime_metrics":
@@ -154,34 +148,54 @@ class Prometheus:
     def __init__(self, metrics: Metrics, nxt: Handler | None) -> None:
         self.metrics = metrics
         self.next = nxt
+        self.recorders = Recorders(metrics)
 
     async def serve(self, req: Request, w: ResponseWriter) -> int:
-        """Count the query, pass it on, then count the reply (also when a plugin raised)."""
+        """Count the query, pass it on, then count the reply (also when a plugin raised).
+
+        A fast-path offer of the reply is held until the reply is counted, then passed on with
+        the hook that counts each replay the same way (replay.py).
+        """
         start = time.perf_counter()
         m = self.metrics
         server, zone, proto = req.server, req.zone, req.proto
-        m.requests.inc((server, zone, "", proto, str(req.family), metric_type(req.qtype)))
-        if req.do:
-            m.do_requests.inc((server, zone, ""))
-        m.request_size.observe((server, zone, "", proto), len(req.wire))
+        base = (server, zone, "")
+        do = req.do
+        size = len(req.wire)
+        m.requests.inc((*base, proto, "2" if ":" in req.remote[0] else "1", metric_type(req.qtype)))
+        if do:
+            m.do_requests.inc(base)
+        sized = (*base, proto)
+        m.request_size.observe(sized, size)
+        holder = OfferHolder(w)
         try:
-            code = await next_or_failure(NAME, self.next, req, w)
+            code = await next_or_failure(NAME, self.next, req, holder)
         except PluginError as exc:
-            self._reply(req, w, exc.rcode, start)
+            self._reply(w, exc.rcode, base, sized, start)
             raise
-        self._reply(req, w, code, start)
+        self._reply(w, code, base, sized, start)
+        offer = holder.held
+        if offer is not None and w.written:
+            key = (server, zone, proto, req.qtype, do, size, w.rsize, w.rcode, w.plugin)
+            w.offer_fastpath(offer.with_hit(self.recorders.get(key)))
         return code
 
-    def _reply(self, req: Request, w: ResponseWriter, code: int, start: float) -> None:
+    def _reply(
+        self,
+        w: ResponseWriter,
+        code: int,
+        base: tuple[str, str, str],
+        sized: tuple[str, str, str, str],
+        start: float,
+    ) -> None:
         m = self.metrics
-        key = (req.server, req.zone, "")
-        m.duration.observe(key, time.perf_counter() - start)
+        m.duration.observe(base, time.perf_counter() - start)
         if w.written:
-            m.response_size.observe((*key, req.proto), w.rsize)
-            m.responses.inc((*key, rcode_name(w.rcode), w.plugin))
+            m.response_size.observe(sized, w.rsize)
+            m.responses.inc((*base, rcode_name(w.rcode), w.plugin))
         else:
-            m.response_size.observe((*key, req.proto), 0)
-            m.responses.inc((*key, rcode_name(code), ""))
+            m.response_size.observe(sized, 0)
+            m.responses.inc((*base, rcode_name(code), ""))
 
 
 def setup(lines: Sequence[Directive], ctx: SetupContext) -> PluginFactory:
@@ -198,4 +212,4 @@ def setup(lines: Sequence[Directive], ctx: SetupContext) -> PluginFactory:
     return factory
 
 
-SPEC: Final = PluginSpec(NAME, setup, once=True)
+SPEC: Final = PluginSpec(NAME, setup, once=True, replay_safe=True)

@@ -205,4 +205,4 @@ def setup(lines: Sequence[Directive], ctx: SetupContext) -> PluginFactory | None
     return None
 
 
-SPEC: Final = PluginSpec(NAME, setup, once=True)
+SPEC: Final = PluginSpec(NAME, setup, once=True, replay_safe=True)

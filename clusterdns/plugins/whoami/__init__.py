@@ -38,7 +38,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar, Final
 
-from dnslib import AAAA, RR, SRV, A
+from dnslib import AAAA, RR, SRV, A, DNSLabel
 
 from clusterdns.chain.handler import Handler, PluginFactory
 from clusterdns.chain.request import Request
@@ -60,10 +60,10 @@ class Whoami:
         reply = req.reply(aa=True)
         ip, port = w.remote
         if ":" in ip:
-            reply.add_ar(RR(req.qname, rc.AAAA, rdata=AAAA(ip), ttl=0))
+            reply.add_ar(RR(req.owner, rc.AAAA, rdata=AAAA(ip), ttl=0))
         else:
-            reply.add_ar(RR(req.qname, rc.A, rdata=A(ip), ttl=0))
-        owner = f"_{w.proto}." + ("" if req.qname == "." else req.qname)
+            reply.add_ar(RR(req.owner, rc.A, rdata=A(ip), ttl=0))
+        owner = DNSLabel((f"_{w.proto}".encode(), *req.owner.label))
         reply.add_ar(RR(owner, rc.SRV, rdata=SRV(0, 0, port, "."), ttl=0))
         w.write(reply, NAME)
         return rc.NOERROR

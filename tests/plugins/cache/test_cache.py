@@ -609,6 +609,9 @@ async def test_expired_entries_make_room_before_live_ones_are_evicted() -> None:
 
 
 async def test_fastpath_offers_are_dropped_for_stored_replies_and_kept_for_others() -> None:
+    # A miss that is stored is never offered; nor is a hit of a cache built without
+    # generations (the rig's); a reply passed through a disabled zone keeps the next plugin's
+    # offer, with a hook that counts the lookup (request + miss) a replay stands for.
     offer = Offer(slot=0, generation=0)
     table = {
         "stored.example.org.": Answer(
@@ -624,7 +627,17 @@ async def test_fastpath_offers_are_dropped_for_stored_replies_and_kept_for_other
     _, w = await r.ask("stored.example.org.")  # a hit is never offered
     assert w.offer is None
     _, w = await r.ask("api.prod.svc.cluster.local.")
-    assert w.offer == offer
+    assert w.offer is not None
+    assert (w.offer.slot, w.offer.generation, w.offer.expires) == (
+        offer.slot,
+        offer.generation,
+        offer.expires,
+    )
+    assert len(w.offer.hits) == 1
+    m = r.cache.metrics
+    before = (m.requests.get(labels()), m.misses.get(labels()))
+    w.offer.hits[0]("udp", 1)
+    assert (m.requests.get(labels()), m.misses.get(labels())) == (before[0] + 1, before[1] + 1)
     reply = w.reply()
     assert reply is not None and ttls(reply) == [5]
 
