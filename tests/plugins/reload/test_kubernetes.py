@@ -15,23 +15,8 @@ from typing import Any
 import pytest
 
 from clusterdns.plugins.kubernetes import Watch
-from tests.dnstest import build_config
 from tests.k8s.fakeapi import FakeApi
 from tests.plugins.reload.harness import Running, answers, running
-
-
-def _kubernetes_reuses_its_watch() -> bool:
-    config = build_config(
-        "cluster.local {\n    kubernetes {\n        endpoint http://127.0.0.1:1\n    }\n}\n"
-    )
-    return bool(config.process.resources.leases)
-
-
-pytestmark = pytest.mark.xfail(
-    not _kubernetes_reuses_its_watch(),
-    reason="the kubernetes plugin does not take its Watch through ProcessContext.reuse yet",
-    strict=True,
-)
 
 COREFILE = """\
 cluster.local:0 {{
