@@ -1,7 +1,7 @@
 """Each fuzzer runs briefly under atheris (coverage-guided) and finds nothing new.
 
-About 6 s of fuzzing per target plus the child's start-up (instrumenting the imports), about
-55 s for all six on a 2-core machine. atheris is part of the `test` extra: a missing atheris is
+About 5 s of fuzzing per target plus the child's start-up (instrumenting the imports), about
+50 s for all six on a 2-core machine. atheris is part of the `test` extra: a missing atheris is
 a failed test with the install command, never a skip, so CI cannot silently stop fuzzing. New
 units go to a temporary folder (the repository's corpus is only read); known bugs are stepped
 over and reported by `test_replay.py`'s strict xfails instead.
@@ -16,7 +16,7 @@ import pytest
 
 from fuzz.run import TARGET_NAMES, fuzz
 
-SECONDS = 6.0
+SECONDS = 5.0
 
 
 def test_atheris_is_installed() -> None:
