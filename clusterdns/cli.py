@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -376,6 +377,7 @@ async def _serve(
     except ServerError as exc:
         print(str(exc), file=sys.stderr)
         return 1
+    tune_gc()
     try:
         await stop.wait()
         for task in usr1_tasks:
@@ -388,6 +390,28 @@ async def _serve(
             with contextlib.suppress(OSError):
                 os.unlink(args.pidfile)
     return 4 if server.hook_failed else 0
+
+
+GC_THRESHOLDS: Final = (20_000, 20, 20)
+"""Collector thresholds while serving (CPython's default is 700, 10, 10)."""
+
+
+def tune_gc() -> None:
+    """Make the cyclic garbage collector cheap for a server that allocates per query.
+
+    Every query allocates a few hundred short-lived objects that reference counting frees;
+    with CPython's default a young-generation collection runs every two or three queries and
+    an old-generation one scans the whole watch cache and DNS cache. Objects alive once the
+    server is up (modules, configuration, the cluster loaded so far) are moved out of the
+    collector's sight (`gc.freeze`), and collections run 30 times less often: memory held by
+    cycles waits a little longer, nothing else changes. `CLUSTERDNS_GC=default` keeps
+    CPython's settings.
+    """
+    if os.environ.get("CLUSTERDNS_GC", "") == "default":
+        return
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _write_pidfile(path: str | None) -> None:

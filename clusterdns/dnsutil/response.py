@@ -203,9 +203,16 @@ def answers_question(msg: DNSRecord) -> bool:
     if not msg.questions or not msg.rr or full_rcode(msg) != rc.NOERROR:
         return False
     q = msg.questions[0]
-    name = str(q.qname).lower()
     qtype, qclass = int(q.qtype), int(q.qclass)
     answer = list(msg.rr)
+    if qtype not in (rc.ANY, rc.CNAME) and all(rr.rtype != rc.CNAME for rr in answer):
+        # No alias: the chain ends at the question name. Owners that repeat the question's
+        # labels byte for byte (what servers send) settle it without building text.
+        labels = q.qname.label
+        for rr in answer:
+            if rr.rtype == qtype and rr.rname.label == labels and _class_fits(rr.rclass, qclass):
+                return True
+    name = str(q.qname).lower()
     if qtype == rc.ANY:
         return any(_class_fits(int(rr.rclass), qclass) and _owner(rr) == name for rr in answer)
     if qtype == rc.CNAME:

@@ -81,6 +81,15 @@ def storable(msg: DNSRecord, t: ResponseType, *, soa: bool, nodata: bool) -> boo
     return not (t is ResponseType.NOERROR and not soa and nodata)
 
 
+def _all_ttls_are(msg: DNSRecord, ttl: int) -> bool:
+    """Whether every record already carries TTL `ttl` and no OPT record is present."""
+    for section in (msg.rr, msg.auth, msg.ar):
+        for rr in section:
+            if rr.ttl != ttl or rr.rtype == rc.OPT:
+                return False
+    return True
+
+
 def usable_answer(msg: DNSRecord) -> bool:
     """Whether a reply is a complete positive answer to its question (prefer_positive)."""
     return not msg.header.tc and cache_type(msg) is ResponseType.NOERROR and answers_question(msg)
@@ -374,6 +383,11 @@ class Cache:
         bitmap = int(h.bitmap)
         if not cw.do and not cw.ad:
             bitmap &= ~AD
+        if bitmap == h.bitmap and _all_ttls_are(msg, ttl):
+            # Nothing to rewrite (the common case: a reply whose TTLs the cache does not cap):
+            # the reply goes on as it is. The entry holds its own copies of the records, and
+            # nothing downstream changes a message in place.
+            return msg, entry
         out = DNSRecord(
             DNSHeader(id=h.id, bitmap=bitmap),
             questions=list(msg.questions),

@@ -69,6 +69,16 @@ class Failure:
 Outcome = Relay | PassOn | Failure
 
 
+class _Flight:
+    """An upstream query in flight and how many identical queries joined it."""
+
+    __slots__ = ("future", "joined")
+
+    def __init__(self, future: asyncio.Future[Outcome]) -> None:
+        self.future = future
+        self.joined = 0
+
+
 def merge_key(req: Request) -> MergeKey:
     """What two queries must share to be answered by one upstream query."""
     h = req.msg.header
@@ -88,15 +98,20 @@ def merge_key(req: Request) -> MergeKey:
     )
 
 
-def personalise(reply: DNSRecord, req: Request) -> DNSRecord:
+def personalise(reply: DNSRecord, req: Request, *, shared: bool = True) -> DNSRecord:
     """A copy of `reply` with the client's ID and question (and no OPT if it sent none).
 
-    Records are copied too: the reply may be shared by merged queries, and wrapping writers
-    further up (cache) may change a record's TTL.
+    When the reply is `shared` by merged queries its records are copied too, because writers
+    further up (rewrite's TTL rules) may change a record in place; a reply only this query
+    uses keeps its record objects.
     """
     header = copy_header(reply.header)
     header.id = req.id
     ar = reply.ar if req.edns is not None else [rr for rr in reply.ar if rr.rtype != rc.OPT]
+    if not shared:
+        return DNSRecord(
+            header, questions=list(req.msg.questions), rr=reply.rr, auth=reply.auth, ar=list(ar)
+        )
     return DNSRecord(
         header,
         questions=list(req.msg.questions),
@@ -130,7 +145,7 @@ class Forward:
         self.concurrent = 0
         """Queries of this line in flight (checked against `max_concurrent`)."""
         self._robin = 0
-        self._inflight: dict[MergeKey, asyncio.Future[Outcome]] = {}
+        self._inflight: dict[MergeKey, _Flight] = {}
         self._attempts: dict[str, dict[str, int]] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -156,49 +171,54 @@ class Forward:
             )
         self.concurrent += 1
         try:
-            outcome = await self._outcome(req)
+            outcome, shared = await self._outcome(req)
         finally:
             self.concurrent -= 1
         if isinstance(outcome, Relay):
-            msg = personalise(outcome.reply, req)
+            msg = personalise(outcome.reply, req, shared=shared)
             w.write(msg, NAME)
             return full_rcode(msg)
         if isinstance(outcome, PassOn):
             return await next_or_failure(NAME, self.next, req, w)
         raise outcome.error()
 
-    async def _outcome(self, req: Request) -> Outcome:
-        """Join an identical query in flight, or resolve this one as the leader."""
+    async def _outcome(self, req: Request) -> tuple[Outcome, bool]:
+        """Join an identical query in flight, or resolve this one as the leader.
+
+        Also says whether the outcome is shared with merged queries.
+        """
         key = merge_key(req) if req.qtype not in UNMERGED_TYPES else None
         joined = self._inflight.get(key) if key is not None else None
         if joined is not None:
             self.metrics.merged_requests.inc()
-            return await asyncio.shield(joined)
+            joined.joined += 1
+            return await asyncio.shield(joined.future), True
         pending = self.shared.pending
         if not pending.try_acquire():
             self.metrics.pending_rejects.inc()
-            return Failure(
+            failure = Failure(
                 f"too many pending upstream queries (limit {pending.limit})",
                 rcode=rc.REFUSED,
                 bare=False,
             )
+            return failure, False
         if key is None:
             try:
-                return await self._resolve(req)
+                return await self._resolve(req), False
             finally:
                 pending.release()
-        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
+        flight = _Flight(asyncio.get_running_loop().create_future())
+        self._inflight[key] = flight
         try:
             outcome = await self._resolve(req)
         except BaseException:
-            future.set_result(Failure("upstream query abandoned", bare=False))
+            flight.future.set_result(Failure("upstream query abandoned", bare=False))
             raise
         finally:
             del self._inflight[key]
             pending.release()
-        future.set_result(outcome)
-        return outcome
+        flight.future.set_result(outcome)
+        return outcome, flight.joined > 0
 
     def _order(self, usable: list[Proxy]) -> list[Proxy]:
         policy = self.config.policy

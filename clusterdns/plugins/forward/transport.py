@@ -1,7 +1,7 @@
 """Upstream exchanges: one query out, one validated reply back, over UDP, TCP or TLS.
 
-RFC 5452 is applied here: every attempt gets a fresh query ID from `secrets`; every UDP attempt
-gets its own connected socket on a port drawn from `secrets` (so replies from any other address
+RFC 5452 is applied here: every attempt gets a fresh query ID from the OS CSPRNG; every UDP
+attempt gets its own connected socket on a port drawn from it (so replies from any other address
 or port never reach it); a reply is accepted only if its ID, QR bit and question (name compared
 case-insensitively, type, class) match, and anything else is discarded while the wait goes on
 until the read timeout. TCP and TLS connections are pooled per upstream (`ConnPool`), one query
@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import secrets
+import os
 import socket
 import ssl
+import struct
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from clusterdns.chain.request import Edns, Request
 from clusterdns.chain.writer import copy_header
 from clusterdns.dnsutil import rcode as rc
 from clusterdns.dnsutil.codec import parse_message
-from clusterdns.dnsutil.wire import HEADER, QR, WireError, walk
+from clusterdns.dnsutil.wire import HEADER, QR, WireError, skip_name, walk
 from clusterdns.plugins.forward.config import TLSFiles, UpstreamAddr
 
 DEFAULT_PORT_RANGE: Final = (32768, 60999)
@@ -79,29 +80,12 @@ class UpstreamQuery:
     def from_request(cls, req: Request) -> UpstreamQuery:
         """The client's message as plugins left it, its OPT rebuilt from `req.edns` (bufsize).
 
-        It is packed from `req.msg`, not copied from `req.wire`: plugins in front (rewrite,
-        cache) may have changed the message.
-
         Raises:
             InvalidRequest: the message does not pack.
         """
         question = Question(req.name, req.qtype, req.qclass)
-        msg = req.msg
-        ar = [rr for rr in msg.ar if rr.rtype != rc.OPT]
-        if req.edns is not None:
-            ar.append(opt_record(req.edns))
-        out = DNSRecord(
-            copy_header(msg.header),
-            questions=list(msg.questions),
-            rr=list(msg.rr),
-            auth=list(msg.auth),
-            ar=ar,
-        )
-        try:
-            wire = bytes(out.pack())
-        except (DNSError, DNSLabelError, DNSBufferError, ValueError) as exc:
-            raise InvalidRequest(f"proxy: invalid request: {exc}") from exc
-        return cls(wire, question)
+        wire = reused_wire(req)
+        return cls(packed_wire(req) if wire is None else wire, question)
 
     @classmethod
     def probe(cls, domain: str, *, rd: bool) -> UpstreamQuery:
@@ -122,9 +106,114 @@ def opt_record(edns: Edns) -> RR:
     return RR(".", rc.OPT, rclass=edns.udp_size, ttl=ttl, rdata=options)
 
 
+def reused_wire(req: Request) -> bytes | None:
+    """The upstream query built from the client's own question bytes, for the usual query.
+
+    The usual query has one question and at most an OPT record. `req.wire` holds the same
+    question as `req.msg` (plugins that change the question, such as rewrite, build a new
+    Request from new wire), so the header comes from `req.msg`, the question bytes from the
+    wire and the OPT record from `req.edns`. Byte for byte what `packed_wire` gives, minus the
+    ID; None for any other query.
+    """
+    msg = req.msg
+    if len(msg.questions) != 1 or msg.rr or msg.auth:
+        return None
+    if any(rr.rtype != rc.OPT for rr in msg.ar):
+        return None
+    try:
+        end = skip_name(req.wire, HEADER.size) + 4
+    except WireError:
+        return None
+    if end > len(req.wire):
+        return None
+    edns = req.edns
+    header = HEADER.pack(0, msg.header.bitmap, 1, 0, 0, 0 if edns is None else 1)
+    opt = b"" if edns is None else opt_wire(edns)
+    return header + req.wire[HEADER.size : end] + opt
+
+
+def packed_wire(req: Request) -> bytes:
+    """The upstream query packed from `req.msg`, its OPT record rebuilt from `req.edns`.
+
+    Packed rather than copied from `req.wire`: plugins in front (rewrite, cache) may have
+    changed the message.
+
+    Raises:
+        InvalidRequest: the message does not pack.
+    """
+    msg = req.msg
+    ar = [rr for rr in msg.ar if rr.rtype != rc.OPT]
+    if req.edns is not None:
+        ar.append(opt_record(req.edns))
+    out = DNSRecord(
+        copy_header(msg.header),
+        questions=list(msg.questions),
+        rr=list(msg.rr),
+        auth=list(msg.auth),
+        ar=ar,
+    )
+    try:
+        return bytes(out.pack())
+    except (DNSError, DNSLabelError, DNSBufferError, ValueError) as exc:
+        raise InvalidRequest(f"proxy: invalid request: {exc}") from exc
+
+
+def opt_wire(edns: Edns) -> bytes:
+    """The wire form of `opt_record(edns)`: root owner, type OPT, options in order."""
+    options = b"".join(
+        code.to_bytes(2, "big") + len(data).to_bytes(2, "big") + data for code, data in edns.options
+    )
+    ttl = (edns.version << 16) | (0x8000 if edns.do else 0)
+    return _OPT_FIXED.pack(0, rc.OPT, edns.udp_size, ttl, len(options)) + options
+
+
+_OPT_FIXED: Final = struct.Struct("!BHHIH")
+
+
+class RandomPool:
+    """Random 16-bit numbers from the operating system's CSPRNG, read a page at a time.
+
+    Each query needs a random ID and a random source port; one `getrandom` call per 2,048 of
+    them instead of two per query.
+    """
+
+    __slots__ = ("_data", "_next")
+
+    def __init__(self) -> None:
+        self._data = memoryview(b"").cast("H")
+        self._next = 0
+
+    def u16(self) -> int:
+        """A uniform number in [0, 65536)."""
+        if self._next >= len(self._data):
+            self._data = memoryview(os.urandom(RANDOM_PAGE)).cast("H")
+            self._next = 0
+        value: int = self._data[self._next]
+        self._next += 1
+        return value
+
+    def below(self, n: int) -> int:
+        """A uniform number in [0, n), 1 <= n <= 65536 (rejection sampling, no modulo bias)."""
+        limit = 65536 - 65536 % n
+        while True:
+            value = self.u16()
+            if value < limit:
+                return value % n
+
+    def reset(self) -> None:
+        """Forget the unread numbers (a forked child must not reuse its parent's)."""
+        self._data = memoryview(b"").cast("H")
+        self._next = 0
+
+
+RANDOM_PAGE: Final = 4096
+_random = RandomPool()
+os.register_at_fork(after_in_child=_random.reset)
+
+
 def new_id() -> int:
     """A query ID from the operating system's CSPRNG."""
-    return secrets.randbelow(1 << 16)
+    return _random.u16()
 
 
 def check_reply(data: bytes, qid: int, question: Question) -> DNSRecord | str:
@@ -195,7 +284,7 @@ def udp_socket(addr: UpstreamAddr, source: str) -> socket.socket:
         low, high = port_range()
         for _ in range(BIND_TRIES):
             try:
-                sock.bind((local, low + secrets.randbelow(high - low + 1)))
+                sock.bind((local, low + _random.below(high - low + 1)))
                 break
             except OSError as exc:
                 if exc.errno not in (errno.EADDRINUSE, errno.EACCES):
@@ -207,41 +296,6 @@ def udp_socket(addr: UpstreamAddr, source: str) -> socket.socket:
         sock.close()
         raise
     return sock
-
-
-class _UDPReceiver(asyncio.DatagramProtocol):
-    """Collects the one acceptable reply of a UDP attempt."""
-
-    def __init__(
-        self, peer: UpstreamAddr, qid: int, question: Question, discard: Discard, label: str
-    ) -> None:
-        self.peer = peer
-        self.qid = qid
-        self.question = question
-        self.discard = discard
-        self.label = label
-        self.reply: asyncio.Future[DNSRecord] = asyncio.get_running_loop().create_future()
-
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        if self.reply.done():
-            return
-        if str(addr[0]).split("%", 1)[0] != self.peer.host or addr[1] != self.peer.port:
-            self.discard("source")
-            return
-        result = check_reply(data, self.qid, self.question)
-        if isinstance(result, str):
-            self.discard(result)
-            return
-        self.reply.set_result(result)
-
-    def error_received(self, exc: Exception) -> None:
-        if not self.reply.done():
-            text = _strerror(exc) if isinstance(exc, OSError) else str(exc)
-            self.reply.set_exception(ExchangeError(f"read {self.label}: read: {text}"))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.reply.done():
-            self.reply.set_exception(ExchangeError(f"read {self.label}: connection closed"))
 
 
 async def udp_exchange(
@@ -256,6 +310,11 @@ async def udp_exchange(
 ) -> DNSRecord:
     """Send one query over a fresh connected UDP socket and wait for the matching reply.
 
+    The socket is watched with `add_reader` rather than wrapped in a datagram transport: a
+    transport costs more than the rest of the exchange together, and a socket that lives for one
+    query needs none of its buffering. Being connected, the socket only ever receives datagrams
+    from the upstream's address and port; an ICMP error for it surfaces as an error of `recv`.
+
     Raises:
         ExchangeError: no socket, an ICMP error, or no acceptable reply within `timeout_s`.
     """
@@ -263,24 +322,51 @@ async def udp_exchange(
         sock = udp_socket(addr, source)
     except OSError as exc:
         raise ExchangeError(f"dial udp {addr.addr}: {_strerror(exc)}") from None
-    label = f"udp {hostport(sock.getsockname())}->{addr.addr}"
     loop = asyncio.get_running_loop()
-    receiver = _UDPReceiver(addr, qid, question, discard, label)
+    reply: asyncio.Future[DNSRecord] = loop.create_future()
+    fd = sock.fileno()
+
+    def label() -> str:
+        try:
+            return f"udp {hostport(sock.getsockname())}->{addr.addr}"
+        except OSError:
+            return f"udp {addr.addr}"
+
+    def readable() -> None:
+        while not reply.done():
+            try:
+                data = sock.recv(MAX_MESSAGE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                reply.set_exception(ExchangeError(f"read {label()}: read: {_strerror(exc)}"))
+                return
+            result = check_reply(data, qid, question)
+            if isinstance(result, str):
+                discard(result)
+            else:
+                reply.set_result(result)
+
+    def expired() -> None:
+        if not reply.done():
+            reply.set_exception(ExchangeError(f"read {label()}: i/o timeout"))
+
+    timer: asyncio.TimerHandle | None = None
     try:
-        transport, _ = await loop.create_datagram_endpoint(lambda: receiver, sock=sock)
-    except OSError as exc:
-        sock.close()
-        raise ExchangeError(f"dial udp {addr.addr}: {_strerror(exc)}") from None
-    try:
-        transport.sendto(wire)
-        async with asyncio.timeout(timeout_s):
-            return await receiver.reply
-    except TimeoutError:
-        raise ExchangeError(f"read {label}: i/o timeout") from None
+        loop.add_reader(fd, readable)
+        try:
+            sock.send(wire)
+        except OSError as exc:
+            raise ExchangeError(f"write {label()}: write: {_strerror(exc)}") from None
+        timer = loop.call_later(timeout_s, expired)
+        return await reply
     finally:
-        transport.close()
-        if not receiver.reply.done():
-            receiver.reply.cancel()
+        if timer is not None:
+            timer.cancel()
+        loop.remove_reader(fd)
+        sock.close()
+        if not reply.done():
+            reply.cancel()
 
 
 # -- TCP and TLS ---------------------------------------------------------------------------------

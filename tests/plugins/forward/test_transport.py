@@ -7,18 +7,23 @@ import socket
 from collections.abc import AsyncIterator
 
 import pytest
-from dnslib import EDNS0, RR, DNSRecord
+from dnslib import EDNS0, RR, A, DNSRecord, EDNSOption
 
+from clusterdns.chain.request import Edns, Request
+from clusterdns.plugins.cache.handler import refresh_request
 from clusterdns.plugins.forward.config import Transport, UpstreamAddr, parse_to
 from clusterdns.plugins.forward.handler import merge_key, personalise
 from clusterdns.plugins.forward.transport import (
     ConnPool,
     Question,
+    RandomPool,
     StreamConn,
     UpstreamQuery,
     check_reply,
     hostport,
+    packed_wire,
     port_range,
+    reused_wire,
 )
 from tests.dnstest import make_request
 
@@ -107,6 +112,72 @@ def test_probe_query() -> None:
     assert probe.question == Question("example.org.", 2, 1)
 
 
+def _request(wire: bytes) -> Request:
+    return Request(
+        DNSRecord.parse(wire), wire, proto="udp", remote=("10.0.0.9", 5), local=("10.0.0.1", 53)
+    )
+
+
+def _query(name: str, qtype: str = "A", **flags: int) -> DNSRecord:
+    q = DNSRecord.question(name, qtype)
+    for flag, value in flags.items():
+        setattr(q.header, flag, value)
+    return q
+
+
+def _with_edns(q: DNSRecord, **kwargs: object) -> DNSRecord:
+    q.add_ar(EDNS0(**kwargs))
+    return q
+
+
+def _with_bufsize(req: Request) -> Request:
+    assert req.edns is not None
+    req.edns = req.edns.with_size(512)
+    return req
+
+
+def _with_edns_options(req: Request) -> Request:
+    req.edns = Edns(0, 1232, True, ((10, b"12345678"), (65001, b"")))
+    return req
+
+
+REUSED = {
+    "plain A": _request(_query("example.com.").pack()),
+    "mixed case, RD off": _request(_query("ExAmPle.COM.", "AAAA", rd=0).pack()),
+    "AD and CD": _request(_query("example.com.", "MX", ad=1, cd=1).pack()),
+    "EDNS with DO": _request(_with_edns(_query("example.com."), udp_len=4096, flags="do").pack()),
+    "EDNS with options": _request(
+        _with_edns(
+            _query("example.com.", "TXT"), udp_len=1232, opts=[EDNSOption(10, b"12345678")]
+        ).pack()
+    ),
+    "bufsize changed the size": _with_bufsize(
+        _request(_with_edns(_query("example.com."), udp_len=4096).pack())
+    ),
+    "a plugin added options": _with_edns_options(_request(_query("example.com.").pack())),
+    "cache's sub-request (AD set)": refresh_request(
+        _request(_with_edns(_query("example.com."), udp_len=1232).pack())
+    ),
+    "root name": _request(_query(".", "NS").pack()),
+}
+
+
+@pytest.mark.parametrize("req", REUSED.values(), ids=REUSED.keys())
+def test_reused_wire_is_byte_for_byte_the_packed_query(req: Request) -> None:
+    reused = reused_wire(req)
+    assert reused is not None
+    assert reused[2:] == packed_wire(req)[2:]
+
+
+def test_queries_with_records_are_packed() -> None:
+    q = _query("example.com.")
+    q.add_answer(RR("example.com.", rdata=A("192.0.2.1")))
+    assert reused_wire(_request(q.pack())) is None
+    q = _query("example.com.")
+    q.add_ar(RR("example.com.", rdata=A("192.0.2.1")))
+    assert reused_wire(_request(q.pack())) is None
+
+
 def test_merge_key_separates_what_changes_the_answer() -> None:
     base = merge_key(make_request("Example.COM.", "A"))
     assert base == merge_key(make_request("example.com.", "A"))
@@ -173,3 +244,14 @@ async def test_pool_max_age(conns: list[StreamConn]) -> None:
     pool.give(b, 119.0)
     assert pool.take("tcp", 121.0) is None  # created at 100: older than 20 s
     assert a.closed and b.closed
+
+
+def test_random_pool_covers_its_range_without_bias() -> None:
+    pool = RandomPool()
+    draws = [pool.below(3) for _ in range(30_000)]
+    counts = [draws.count(v) for v in range(3)]
+    assert set(draws) == {0, 1, 2}
+    assert all(9_000 < c < 11_000 for c in counts), counts  # ~170 sigma away from failing
+    ids = {pool.u16() for _ in range(5_000)}
+    assert len(ids) > 4_500  # 16-bit values: a few hundred collisions at most
+    assert pool.below(1) == 0 and 0 <= pool.below(65536) < 65536
