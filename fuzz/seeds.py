@@ -164,7 +164,9 @@ def name_seeds(packets: Iterable[bytes]) -> Iterator[bytes]:
     yield b"\x80abc\x00"  # label type 10
     yield (b"\x3f" + b"a" * 63) * 4 + b"\x00"  # longer than 255 octets
     yield b"\x02\xff\x00\x03abc\x00"  # not UTF-8, NUL
-    # (labels holding '.' or '\\' are reproducers of bug label-text: fuzz/crashes/names/)
+    yield b"\x1aapi.prod.svc.cluster.local\x00"  # dots inside a label (fixed bug label-text)
+    yield b"\x03a\\b\x02\\.\x00"  # backslashes inside labels
+    yield b'\x08a b;@()"\x07example\x00'  # the other zone-file specials
 
 
 def corefiles() -> Iterator[bytes]:

@@ -1,18 +1,21 @@
 """Server blocks -> one plugin chain per block, built in ORDER; listeners -> zones -> blocks.
 
 Every plugin's setup runs here, before any socket opens, and every error is collected so that one
-run reports the problems of all plugins (a syntax error has already stopped the parser).
+run reports the problems of all plugins (a syntax error has already stopped the parser). A setup
+that opens or stats a file named by an argument holding a NUL byte gets ValueError from the OS
+layer, not OSError: that is reported as the argument's CorefileError too, whatever the plugin.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from clusterdns.chain.handler import Handler, PluginFactory
 from clusterdns.chain.order import ORDER
 from clusterdns.chain.setup import BlockSettings, PluginSpec, ProcessContext, SetupContext
-from clusterdns.corefile import ServerBlock
+from clusterdns.corefile import Directive, ServerBlock
+from clusterdns.corefile.directive import nul_message
 from clusterdns.dnsutil.zones import KeyError_, ZoneAddr, parse_key
 from clusterdns.errors import CorefileError, CorefileErrors
 
@@ -85,6 +88,12 @@ def build(
             except CorefileError as exc:
                 errors.append(exc)
                 continue
+            except ValueError as exc:
+                found = _nul_error(lines, exc)
+                if found is None:
+                    raise
+                errors.append(found)
+                continue
             if factory is not None:
                 factories.append((name, factory))
         head: Handler | None = None
@@ -113,3 +122,18 @@ def build(
     if errors:
         raise CorefileErrors(errors)
     return config
+
+
+def _nul_error(lines: Sequence[Directive], exc: ValueError) -> CorefileError | None:
+    """The CorefileError for a setup's "embedded null byte" ValueError, at the NUL argument.
+
+    None when the error is another one, or no argument of these lines holds a NUL byte.
+    """
+    if "null" not in str(exc):
+        return None
+    for top in lines:
+        for line in top.walk():
+            for index, tok in enumerate(line.args):
+                if "\0" in tok.text:
+                    return line.arg_error(index, nul_message(tok.text))
+    return None

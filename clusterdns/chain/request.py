@@ -1,7 +1,14 @@
-"""Request: one decoded query plus where it came from, with derived fields computed once.
+r"""Request: one decoded query plus where it came from, with derived fields computed once.
 
 dnslib values are converted to plain str/int here so plugin code never handles dnslib internals
 for the question or EDNS. `edns` may be replaced by a plugin (bufsize) before later plugins run.
+
+The question's text form (`qname`, `name`) is RFC 1035 master-file text (`name_text`): a dot or
+backslash inside a label is backslash-escaped (`\.`, `\\`), and bytes outside 0x21-0x7e are
+written as a backslash and three decimal digits. So a label holding dots never reads as several
+labels, and two texts are equal only for the same wire name. Owners of answers come from `owner`
+(the wire labels), never from the text; text that must become a name again goes through
+`text_labels` (dnslib's `DNSLabel(str)` splits at every dot and IDNA-encodes escapes).
 """
 
 from __future__ import annotations
@@ -16,6 +23,91 @@ from clusterdns.dnsutil import rcode as rc
 
 MIN_UDP: Final = 512
 MAX_TCP: Final = 65535
+MAX_LABEL: Final = 63
+MAX_NAME: Final = 255
+"""The longest label and name on the wire, in octets (RFC 1035 §2.3.4)."""
+
+BACKSLASHED: Final = b".\\"
+"""Printable label bytes written with a backslash before them.
+
+miekg/dns also backslash-escapes space and `"'();@` (it writes space as `\\ `, not `\\032`).
+Those stay as dnslib writes them (space as `\\032`, the others bare) while `forward` and `cache`
+compare a reply's question with `str(DNSLabel)`: the two forms must agree for every name but
+the ones holding a dot or backslash. Add them here once those compare with `name_text`.
+"""
+_PLAIN: Final = bytes(b for b in range(0x21, 0x7F) if b not in BACKSLASHED)
+"""Label bytes that stand for themselves in the text form."""
+_PLAIN_OR_DOT: Final = _PLAIN + b"."
+_ESCAPED: Final = tuple(
+    chr(b) if b in _PLAIN else f"\\{chr(b)}" if b in BACKSLASHED else f"\\{b:03d}"
+    for b in range(256)
+)
+"""The text of each label byte: itself, a backslash and itself, or a backslash and 3 digits."""
+
+
+def name_text(labels: tuple[bytes, ...]) -> str:
+    r"""Return the absolute text form of a name given as wire labels (master-file escapes).
+
+    A dot or backslash inside a label gets a backslash (`BACKSLASHED`), bytes outside 0x21-0x7e
+    are written `\DDD`; the root is `.`. An ordinary name (the common case) costs one join and
+    one scan of its bytes.
+    """
+    if not labels:
+        return "."
+    joined = b".".join(labels)
+    if not joined.translate(None, _PLAIN_OR_DOT) and joined.count(b".") == len(labels) - 1:
+        return joined.decode("ascii") + "."
+    esc = _ESCAPED
+    return "".join(["".join([esc[b] for b in label]) + "." for label in labels])
+
+
+def text_labels(text: str) -> tuple[bytes, ...]:
+    r"""Read a name in text form back into its wire labels: the inverse of `name_text`.
+
+    The master-file escapes: `\.` is a dot inside a label, `\DDD` (three decimal digits) one
+    byte, `\X` the character X; other characters stand for their UTF-8 bytes (as miekg/dns
+    reads a string). `.` and `@` are the root; a relative name is taken as absolute.
+
+    Raises:
+        ValueError: an empty label, a label over 63 or a name over 255 octets, a bad escape.
+    """
+    if text in (".", "@"):
+        return ()
+    labels: list[bytes] = []
+    label = bytearray()
+    i = 0
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\":
+            digits = text[i + 1 : i + 4]
+            if len(digits) == 3 and digits.isascii() and digits.isdigit():
+                value = int(digits)
+                if value > 0xFF:
+                    raise ValueError(f"bad name {text!r}: escape \\{digits} is over 255")
+                label.append(value)
+                i += 4
+                continue
+            if i + 1 >= n:
+                raise ValueError(f"bad name {text!r}: a backslash ends it")
+            label += text[i + 1].encode()
+            i += 2
+            continue
+        if c == ".":
+            if not label:
+                raise ValueError(f"bad name {text!r}: empty label")
+            labels.append(bytes(label))
+            label.clear()
+        else:
+            label += c.encode()
+        i += 1
+    if label:
+        labels.append(bytes(label))
+    if any(len(x) > MAX_LABEL for x in labels):
+        raise ValueError(f"bad name {text!r}: a label is over {MAX_LABEL} octets")
+    if sum(len(x) + 1 for x in labels) + 1 > MAX_NAME:
+        raise ValueError(f"bad name {text!r}: over {MAX_NAME} octets")
+    return tuple(labels)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +165,11 @@ class Request:
 
     @cached_property
     def qname(self) -> str:
-        """The question name exactly as the client wrote it, absolute."""
-        return str(self.msg.q.qname) if self.msg.questions else "."
+        r"""The question name as the client wrote it (letter case kept), absolute, escaped.
+
+        The form of `name_text`: the one label `a.b` reads `a\.b.`, never two labels.
+        """
+        return name_text(self.msg.q.qname.label) if self.msg.questions else "."
 
     @property
     def owner(self) -> DNSLabel:
@@ -87,7 +182,7 @@ class Request:
 
     @cached_property
     def name(self) -> str:
-        """The question name lower-cased (ASCII), absolute."""
+        """The question name lower-cased (ASCII), absolute, escaped (see `qname`)."""
         return self.qname.lower()
 
     @cached_property

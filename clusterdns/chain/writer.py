@@ -4,21 +4,43 @@ The server's writer mirrors the query's EDNS, fits the reply to the client's buf
 records had to go), packs and sends. It records what was written so that the server, `log`,
 `errors` and `prometheus` know the outcome without re-deciding it from return codes. Wrapping
 writers (cache, loadbalance, rewrite) subclass WriterWrapper and forward to the writer they wrap.
+
+A reply is packed before anything is recorded: a message dnslib cannot encode (a record it
+decoded from an upstream but cannot write again, such as an NSEC with an empty type bitmap)
+raises `PluginError` (SERVFAIL) from `write`, and the writer stays unwritten, so the client
+gets the SERVFAIL reply instead of silence.
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from typing import Final, Protocol
 
-from dnslib import RR, DNSHeader, DNSRecord, EDNSOption
+from dnslib import RR, DNSError, DNSHeader, DNSRecord, EDNSOption
+from dnslib.buffer import BufferError
+from dnslib.label import DNSLabelError
 
 from clusterdns.chain.fastpath import Offer
 from clusterdns.chain.request import Request
+from clusterdns.errors import PluginError
 
 # EDNS options always echoed unchanged (spec §4.4): NSID, EXPIRE, COOKIE, TCP-KEEPALIVE, PADDING.
 ECHOED_OPTIONS: Final = frozenset({3, 9, 10, 11, 12})
 OPT: Final = 41
+PACK_ERRORS: Final = (
+    DNSError,
+    DNSLabelError,
+    BufferError,
+    struct.error,
+    ValueError,
+    LookupError,
+    TypeError,
+    AttributeError,
+)
+"""What dnslib's encoder raises on a message it cannot write (IndexError for an NSEC with an
+empty type bitmap, DNSLabelError for a name over 255 octets, struct.error for a field out of
+range)."""
 
 
 class ResponseWriter(Protocol):
@@ -42,7 +64,11 @@ class ResponseWriter(Protocol):
     def rsize(self) -> int: ...
 
     def write(self, msg: DNSRecord, plugin: str) -> None:
-        """Send `msg` as the reply; `plugin` names who built it (metrics `plugin` label)."""
+        """Send `msg` as the reply; `plugin` names who built it (metrics `plugin` label).
+
+        Raises:
+            PluginError: the reply does not pack (SERVFAIL); nothing was written.
+        """
 
     def offer_fastpath(self, offer: Offer) -> None:
         """Allow the fast path to replay the reply about to be written, while `offer` holds."""
@@ -184,15 +210,25 @@ class Writer:
         self.offer = offer
 
     def write(self, msg: DNSRecord, plugin: str) -> None:
-        """Finish and send the reply; a second write for the same query is ignored."""
+        """Finish and send the reply; a second write for the same query is ignored.
+
+        Raises:
+            PluginError: the reply does not pack (SERVFAIL); the writer stays unwritten, so the
+                server (or a plugin) can still write the error reply.
+        """
         if self._msg is not None:
             return
+        out, added = mirror_edns(msg, self.req)
+        try:
+            wire, truncated = pack_fitted(out, self.req.max_size)
+            rsize = len(msg.pack()) if truncated else len(wire) - added
+        except PACK_ERRORS as exc:
+            raise PluginError(plugin or "server", f"reply does not pack: {exc!r}") from exc
         self._msg = msg
         self._plugin = plugin
         self._rcode = full_rcode(msg)
-        out, added = mirror_edns(msg, self.req)
-        wire, self.truncated = pack_fitted(out, self.req.max_size)
-        self._rsize = len(msg.pack()) if self.truncated else len(wire) - added
+        self.truncated = truncated
+        self._rsize = rsize
         self.wire = wire
         self._send(wire)
 

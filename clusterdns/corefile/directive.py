@@ -72,6 +72,17 @@ class Directive:
             raise self.error(prefix + _count_message(low, upper, n))
         return self.values
 
+    def path_arg(self, index: int) -> str:
+        """Return argument `index`, a file name, refusing one that holds a NUL byte.
+
+        No file name can hold one (the OS call fails with ValueError, not OSError), so it is an
+        error at this line whatever the plugin does with the file later.
+        """
+        text = self.args[index].text
+        if "\0" in text:
+            raise self.arg_error(index, nul_message(text))
+        return text
+
     def expect_no_block(self) -> None:
         """Reject a `{ }` block after this line."""
         if self.block is not None:
@@ -84,6 +95,11 @@ class Directive:
             line = stack.pop()
             yield line
             stack.extend(reversed(line.options))
+
+
+def nul_message(text: str) -> str:
+    """The error text for a file name holding a NUL byte (shown escaped)."""
+    return f"invalid file name {text!r}: it holds a NUL byte"
 
 
 def _count_message(low: int, high: int, got: int) -> str:

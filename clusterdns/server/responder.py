@@ -6,13 +6,19 @@ bytes after the ID; a hit splices the ID and sends, no decoding, no task); then 
 walks the message with hard bounds, decodes it with dnslib, applies the class and EDNS-version
 checks, routes it to a block and runs that block's chain. Nothing a client sends escapes as an
 exception; everything that is dropped or rejected is counted.
+
+UDP queries are read into `UDP_QUERY_BUFFER` bytes and an advertised EDNS size above
+`MAX_UDP_REPLY` is lowered to it before the slow path (`udp_query`), so no UDP reply is larger
+whatever a spoofed query asks for.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from collections.abc import Callable
+from typing import Final
 
 from dnslib import RR, DNSHeader, DNSRecord
 
@@ -38,6 +44,11 @@ log = logging.getLogger("clusterdns.server")
 DEFAULT_MAX_INFLIGHT = 10_000
 UDP_QUERY_BUFFER = 512
 """CoreDNS reads UDP queries into 512 bytes (spec §4.1, quirk Q27): longer ones are cut."""
+MAX_UDP_REPLY: Final = 4096
+"""The largest UDP reply, in bytes: the top of the `bufsize` range and RFC 6891's suggested
+maximum. With the 28-byte smallest EDNS query this bounds the reply/query ratio at 146."""
+_RR_FIXED: Final = struct.Struct("!HHIH")
+_OPT: Final = 41
 
 Send = Callable[[bytes], None]
 
@@ -65,10 +76,10 @@ class Responder:
     def datagram(
         self, data: bytes, remote: tuple[str, int], local: tuple[str, int], send: Send
     ) -> None:
-        """Handle one UDP datagram; never raises.
+        """Handle one UDP datagram as the UDP listener does; never raises.
 
         The UDP protocol inlines the fast-path half of this (udp.py); this form is for callers
-        that hold a plain `send`.
+        that hold a plain `send`. A miss goes on as `udp_query` makes it (cut, size capped).
         """
         if len(data) > UDP_QUERY_BUFFER:
             data = data[:UDP_QUERY_BUFFER]
@@ -77,7 +88,7 @@ class Responder:
             send(data[:2] + entry.next_tail())
             self.replayed(entry, "udp", 2 if ":" in remote[0] else 1)
             return
-        self.submit(data, "udp", remote, local, send)
+        self.submit(udp_query(data), "udp", remote, local, send)
 
     def replayed(self, entry: Prepared, proto: str, family: int) -> None:
         """Count one fast-path replay (the server's counter, then the plugins' hooks)."""
@@ -179,7 +190,7 @@ class Responder:
                 w.write(req.reply(aa=False, rcode=code), "")
             return
         offer = w.offer
-        if offer is not None and block.fastpath and not w.truncated:
+        if offer is not None and block.fastpath and not w.truncated and plain_question(data):
             variants: list[bytes] = []
             if offer.variants is not None:
                 try:
@@ -208,6 +219,63 @@ class Responder:
             task.cancel()
         if still:
             await asyncio.wait(still, timeout=1.0)
+
+
+def udp_query(data: bytes) -> bytes:
+    """Return a UDP query as the slow path gets it (cut, its advertised EDNS size capped).
+
+    Cut to `UDP_QUERY_BUFFER` bytes; an advertised size above `MAX_UDP_REPLY` is lowered to it,
+    as the `bufsize` plugin would.
+    """
+    data = data[:UDP_QUERY_BUFFER]
+    if len(data) > 11 and (data[10] or data[11]):
+        data = cap_advertised_size(data, MAX_UDP_REPLY)
+    return data
+
+
+def cap_advertised_size(data: bytes, cap: int) -> bytes:
+    """Lower the UDP size a query's OPT record advertises to `cap` if it is larger.
+
+    Only the two bytes of the size change; a packet that does not walk cleanly, or whose section
+    counts the header policy rejects anyway, is returned as it is (the responder answers it).
+    """
+    an = (data[6] << 8) | data[7]
+    ns = (data[8] << 8) | data[9]
+    ar = (data[10] << 8) | data[11]
+    if (data[4] << 8) | data[5] != 1 or an > 1 or ns > 1 or ar > 2:
+        return data
+    try:
+        off = skip_name(data, 12) + 4
+        for index in range(an + ns + ar):
+            off = skip_name(data, off)
+            if off + 10 > len(data):
+                return data
+            rtype, size, _, rdlen = _RR_FIXED.unpack_from(data, off)
+            if rtype == _OPT and index >= an + ns:
+                if size <= cap:
+                    return data
+                return data[: off + 2] + cap.to_bytes(2, "big") + data[off + 4 :]
+            off += 10 + rdlen
+    except WireError:
+        return data
+    return data
+
+
+def plain_question(data: bytes) -> bool:
+    """Whether the question name of a walked query is written out, without compression.
+
+    The fast path keys on the bytes after the ID, so a question name that points into the header
+    (the ID among it) could name something the key does not hold: such a query is answered by
+    the full chain every time. No client compresses the question (nothing comes before it).
+    """
+    off = 12
+    while True:
+        length = data[off]
+        if length == 0:
+            return True
+        if length & 0xC0:
+            return False
+        off += 1 + length
 
 
 def _packed_variants(

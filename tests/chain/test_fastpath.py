@@ -10,6 +10,7 @@ from dnslib import RR, A, DNSRecord
 from clusterdns.chain.fastpath import FastPath, Generations, Offer, Prepared
 from clusterdns.chain.request import Request
 from clusterdns.chain.writer import ResponseWriter
+from clusterdns.dnsutil.codec import parse_message
 from tests.dnstest import running_server, udp_exchange
 
 WHOAMI = ".:0 {\n    whoami\n}\n"
@@ -109,3 +110,20 @@ async def test_blocks_with_unsafe_plugins_never_store() -> None:
         await udp_exchange(server.port(), q)
         await udp_exchange(server.port(), q)
         assert plugin.calls == 2
+
+
+async def test_a_question_name_pointing_into_the_id_is_never_replayed() -> None:
+    """Bug `id-pointer`: the name reads the ID's low byte, so each ID asks another name."""
+    async with running_server(WHOAMI, fastpath=True) as server:
+        plugin = Offering(server.config.process.generations)
+        server.config.blocks[0].head = plugin
+        # "clustal" then a pointer to offset 1, the ID's low byte: 0 ends the name there.
+        query = bytes.fromhex("0100 0000 0001 0000 0000 0000") + b"\x07clustal\xc0\x01"
+        query += b"\x00\x01\x00\x01"
+        names = []
+        for qid in (0x0100, 0x0101):
+            data = qid.to_bytes(2, "big") + query[2:]
+            reply = parse_message(await udp_exchange(server.port(), data))
+            names.append(tuple(bytes(x) for x in reply.q.qname.label))
+        assert plugin.calls == 2
+        assert names == [(b"clustal",), (b"clustal", b"\x00")]

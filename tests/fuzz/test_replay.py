@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fuzz.harness import KNOWN
+from fuzz.harness import FIXED, KNOWN
 from fuzz.run import CORPUS, TARGET_NAMES, corpus_files, crash_files, replay, replay_isolated
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,6 +50,17 @@ def test_reproducer_passes(target: str, path: Path) -> None:
 def test_every_known_bug_has_a_reproducer() -> None:
     have = {p.name.split(".", 1)[0] for t in TARGET_NAMES for p in crash_files(t)}
     assert set(KNOWN) <= have, f"known bugs without a reproducer: {sorted(set(KNOWN) - have)}"
+
+
+def test_every_fixed_bug_keeps_a_reproducer() -> None:
+    have = {
+        p.name.split(".")[1]
+        for t in TARGET_NAMES
+        for p in crash_files(t)
+        if p.name.startswith("fixed.")
+    }
+    assert set(FIXED) <= have, f"fixed bugs without a reproducer: {sorted(set(FIXED) - have)}"
+    assert not set(FIXED) & set(KNOWN), "a bug is both fixed and known"
 
 
 def test_corpus_folders_are_the_targets() -> None:

@@ -56,7 +56,7 @@ def parse(d: Directive, block_zones: Sequence[str]) -> HostsConfig:
     path = DEFAULT_PATH
     zones: list[str] = []
     if args:
-        path = args[0]
+        path = d.path_arg(0)
         for index in range(1, len(args)):
             try:
                 zones.extend(zones_from_arg(args[index]))

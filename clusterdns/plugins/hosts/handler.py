@@ -44,20 +44,20 @@ class Hosts:
         if qtype != rc.PTR and not any(is_subdomain(name, z) for z in cfg.zones):
             return await next_or_failure(NAME, self.next, req, w)
         answers: list[RR] = []
+        owner = req.owner  # the question's own bytes: text would re-encode unusual labels
         if qtype == rc.PTR:
             addr = address_from_reverse(name)
             names = self.hosts.names(addr) if addr is not None else ()
             if not names:
                 return await next_or_failure(NAME, self.next, req, w)
-            answers = [RR(req.qname, rc.PTR, rdata=PTR(n), ttl=cfg.ttl_s) for n in names]
+            answers = [RR(owner, rc.PTR, rdata=PTR(n), ttl=cfg.ttl_s) for n in names]
         elif qtype == rc.A:
             answers = [
-                RR(req.qname, rc.A, rdata=A(str(ip)), ttl=cfg.ttl_s) for ip in self.hosts.v4(name)
+                RR(owner, rc.A, rdata=A(str(ip)), ttl=cfg.ttl_s) for ip in self.hosts.v4(name)
             ]
         elif qtype == rc.AAAA:
             answers = [
-                RR(req.qname, rc.AAAA, rdata=AAAA(str(ip)), ttl=cfg.ttl_s)
-                for ip in self.hosts.v6(name)
+                RR(owner, rc.AAAA, rdata=AAAA(str(ip)), ttl=cfg.ttl_s) for ip in self.hosts.v6(name)
             ]
         elif cfg.fallthrough_unsupported and cfg.fallthrough.through(name):
             return await next_or_failure(NAME, self.next, req, w)

@@ -77,11 +77,19 @@ def _lookup(
 
 
 def wildcard_of(name: str) -> str | None:
-    """The wildcard owner that would cover `name` (`a.example.com.` -> `*.example.com.`).
+    r"""The wildcard owner that would cover `name` (`a.example.com.` -> `*.example.com.`).
 
     None for the root and single-label names: a wildcard matches exactly one label below a name.
+    The first label ends at the first dot that is not escaped (`a\.b.example.com.` is one label
+    `a.b` under `example.com.`, as the query's text form writes it).
     """
     dot = name.find(".")
+    backslash = name.find("\\", 0, dot)
+    if backslash >= 0:  # an escape before the first dot: find the label's real end
+        i = backslash
+        while i < len(name) and name[i] != ".":
+            i += 2 if name[i] == "\\" else 1
+        dot = i if i < len(name) else -1
     if dot < 0 or dot >= len(name) - 1:
         return None
     return "*" + name[dot:]

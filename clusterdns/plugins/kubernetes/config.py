@@ -186,12 +186,12 @@ def parse(lines: Sequence[Directive], block_zones: Sequence[str]) -> KubernetesC
                 if endpoint is None:
                     endpoint = _endpoint(opt, urls[0])
             case "tls":
-                cert, key, ca = opt.expect_args(3)
-                tls = TLSFiles(cert, key, ca)
+                opt.expect_args(3)
+                tls = TLSFiles(opt.path_arg(0), opt.path_arg(1), opt.path_arg(2))
                 api_line = api_line or opt
             case "kubeconfig":
                 args = opt.expect_args(1, 2)
-                kubeconfig = args[0]
+                kubeconfig = opt.path_arg(0)
                 context = args[1] if len(args) == 2 else None
                 api_line = api_line or opt
             case "apiserver_qps":
@@ -238,7 +238,7 @@ def parse(lines: Sequence[Directive], block_zones: Sequence[str]) -> KubernetesC
             case "from_yaml":
                 paths = opt.expect_args(1, -1)
                 for index, path in enumerate(paths):
-                    if not os.path.exists(path):
+                    if not os.path.exists(opt.path_arg(index)):
                         raise opt.arg_error(index, f"from_yaml: no such file or directory: {path}")
                 from_yaml.extend(paths)
                 yaml_line = yaml_line or opt

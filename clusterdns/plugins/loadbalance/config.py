@@ -105,7 +105,7 @@ def parse_line(d: Directive) -> LoadBalanceConfig:
         if len(args) > 2:
             raise d.arg_error(2, "unexpected argument(s)")
         return LoadBalanceConfig(
-            policy=Policy.WEIGHTED, weight_file=args[1], reload_s=_parse_weighted_options(d)
+            policy=Policy.WEIGHTED, weight_file=d.path_arg(1), reload_s=_parse_weighted_options(d)
         )
     raise d.arg_error(0, f"unknown policy: {args[0]}")
 

@@ -24,7 +24,11 @@ failure metrics.
 
 Data a template can use:
 
-* `.Name` the query name as the client sent it (letter case kept, so answers keep it too).
+* `.Name` the query name as the client sent it (letter case kept, so answers keep it too), in
+  zone-file form: a dot or backslash inside a label is escaped with a backslash
+  (`a\.b.example.org.` is the one label `a.b` under example.org), a space and bytes outside
+  printable ASCII are written `\DDD`. Names in the record text are read back with these escapes,
+  so an owner `{{ .Name }}` is the question's name byte for byte.
 * `.Zone` the zone of the rule that matched, lower case (e.g. `example.org.`).
 * `.Class`, `.Type` the query class and type (`IN`, `A`); for a query of class or type `ANY`, the
   rule's CLASS or TYPE.

@@ -1,13 +1,18 @@
-"""One zone-file resource record as text -> a dnslib RR, read the way CoreDNS reads it.
+r"""One zone-file resource record as text -> a dnslib RR, read the way CoreDNS reads it.
 
 CoreDNS parses a template's output with miekg/dns `NewRR`: only the first record counts, `;`
 starts a comment, parentheses may wrap the data over several lines (`(1 60 60 60 60)`), a missing
 TTL means 3600 and a missing class means IN, TTL and class may come in either order, relative
-names are taken as absolute, and anything after the record's data is an error. dnslib's
-`RR.fromZone` reads the data fields; this module does the rest around it, because dnslib
-rejects parentheses, defaults the TTL to 0, knows few class names and ignores trailing garbage.
+names are taken as absolute, and anything after the record's data is an error. Names (the
+owner, and the names in NS, CNAME, PTR, MX, SRV and SOA data) are read here, with the escapes of
+the master-file form (`\.` a dot inside a label, `\DDD` one byte, `\X` the character X),
+byte for byte as miekg/dns reads them: dnslib would split at every dot and IDNA-encode the rest.
+dnslib's `RR.fromZone` reads the other data fields; this module does the rest around it, because
+dnslib rejects parentheses, defaults the TTL to 0, knows few class names and ignores trailing
+garbage.
 
-It must not depend on the plugin chain; it knows only text and dnslib.
+It must not depend on the plugin chain; it knows only text, dnslib and the name codec of
+`chain.request` (the text form of names the whole chain shares).
 """
 
 from __future__ import annotations
@@ -15,9 +20,10 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from dnslib import QTYPE, RR, DNSError
+from dnslib import QTYPE, RR, DNSError, DNSLabel
 from dnslib.label import DNSLabelError
 
+from clusterdns.chain.request import text_labels
 from clusterdns.dnsutil import rcode as rc
 
 DEFAULT_TTL: Final = 3600
@@ -38,6 +44,16 @@ FIXED_RDATA: Final = {
     "SOA": 7,
 }
 """Types whose data has a fixed number of fields; more is "garbage after rdata"."""
+
+NAME_FIELDS: Final[dict[str, tuple[tuple[int, str], ...]]] = {
+    "NS": ((0, "label"),),
+    "CNAME": ((0, "label"),),
+    "PTR": ((0, "label"),),
+    "MX": ((1, "label"),),
+    "SRV": ((3, "target"),),
+    "SOA": ((0, "mname"), (1, "rname")),
+}
+"""Data fields that are names: (index among the data fields, dnslib attribute)."""
 
 _TTL_RE: Final = re.compile(r"(?:[0-9]+[smhdwSMHDW]?)+")
 _TTL_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -171,6 +187,21 @@ def tokens(text: str) -> list[str]:
     return out
 
 
+def name_labels(text: str) -> tuple[bytes, ...]:
+    r"""Read a name written in master-file form into its wire labels (absolute; `@` is the root).
+
+    `\.` is a dot inside a label, `\DDD` (three decimal digits) one byte, `\X` the character X;
+    other characters stand for their UTF-8 bytes (see `chain.request.text_labels`).
+
+    Raises:
+        RRError: an empty label, a label over 63 or a name over 255 octets, a bad escape.
+    """
+    try:
+        return text_labels(text)
+    except ValueError as exc:
+        raise RRError(str(exc)) from None
+
+
 def parse_rr(text: str) -> RR:
     """Parse the first resource record in `text`.
 
@@ -180,7 +211,7 @@ def parse_rr(text: str) -> RR:
     fields = tokens(text)
     if not fields:
         raise RRError("no resource record")
-    owner = "." if fields[0] == "@" else fields[0]
+    owner = name_labels(fields[0])
     ttl: int | None = None
     rclass: int | None = None
     i = 1
@@ -206,7 +237,11 @@ def parse_rr(text: str) -> RR:
         raise RRError(f"bad {type_text} data: expected {want} fields, got {len(rdata)}")
     if want is not None and len(rdata) > want:
         raise RRError(f"garbage after rdata: {rdata[want]}")
-    line = " ".join([owner, "0", "IN", name, *rdata])
+    names = [(attr, name_labels(rdata[k])) for k, attr in NAME_FIELDS.get(name, ())]
+    fields_text = list(rdata)
+    for k, _ in NAME_FIELDS.get(name, ()):
+        fields_text[k] = "."  # read above; dnslib gets a placeholder it reads as it is
+    line = " ".join([".", "0", "IN", name, *fields_text])
     try:
         records = RR.fromZone(line)
     except _DNSLIB_ERRORS as exc:
@@ -214,6 +249,9 @@ def parse_rr(text: str) -> RR:
     if len(records) != 1:
         raise RRError("not exactly one resource record")
     rr: RR = records[0]
+    rr.rname = DNSLabel(owner)
+    for attr, labels in names:
+        setattr(rr.rdata, attr, DNSLabel(labels))
     rr.ttl = DEFAULT_TTL if ttl is None else ttl
     rr.rclass = rc.IN if rclass is None else rclass
     return rr

@@ -9,9 +9,10 @@
 Answers every query that reaches it (it never passes a query on): an authoritative NOERROR reply
 with an empty answer section and, in the additional section, the client's address as an A
 (IPv4 client) or AAAA record owned by the query name, plus an SRV record
-`_<proto>.<qname> 0 IN SRV 0 0 <client port> .`. Both records have TTL 0. It is the plugin the
-built-in default configuration runs when no Corefile exists. The smallest complete plugin: copy it
-to start a new one.
+`_<proto>.<qname> 0 IN SRV 0 0 <client port> .`. Both records have TTL 0. When the query name
+is so long that `_<proto>.` in front of it would pass the 255-octet limit of a name, the SRV
+record is left out. It is the plugin the built-in default configuration runs when no Corefile
+exists. The smallest complete plugin: copy it to start a new one.
 
 ## Syntax
 
@@ -41,7 +42,7 @@ from typing import ClassVar, Final
 from dnslib import AAAA, RR, SRV, A, DNSLabel
 
 from clusterdns.chain.handler import Handler, PluginFactory
-from clusterdns.chain.request import Request
+from clusterdns.chain.request import MAX_NAME, Request
 from clusterdns.chain.setup import PluginSpec, SetupContext
 from clusterdns.chain.writer import ResponseWriter
 from clusterdns.corefile import Directive
@@ -63,8 +64,9 @@ class Whoami:
             reply.add_ar(RR(req.owner, rc.AAAA, rdata=AAAA(ip), ttl=0))
         else:
             reply.add_ar(RR(req.owner, rc.A, rdata=A(ip), ttl=0))
-        owner = DNSLabel((f"_{w.proto}".encode(), *req.owner.label))
-        reply.add_ar(RR(owner, rc.SRV, rdata=SRV(0, 0, port, "."), ttl=0))
+        labels = (f"_{w.proto}".encode(), *req.owner.label)
+        if sum(len(label) + 1 for label in labels) + 1 <= MAX_NAME:
+            reply.add_ar(RR(DNSLabel(labels), rc.SRV, rdata=SRV(0, 0, port, "."), ttl=0))
         w.write(reply, NAME)
         return rc.NOERROR
 

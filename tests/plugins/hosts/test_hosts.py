@@ -9,12 +9,15 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 
 import pytest
+from dnslib import QTYPE, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 
 from clusterdns.chain.build import Block, build
 from clusterdns.chain.order import DIRECTIVES, ORDER
+from clusterdns.chain.request import Request
 from clusterdns.chain.setup import PluginSpec
 from clusterdns.corefile import parse as parse_corefile
 from clusterdns.dnsutil import rcode as rc
+from clusterdns.dnsutil.codec import parse_message
 from clusterdns.dnsutil.fallthrough import Fallthrough
 from clusterdns.errors import CorefileErrors, PluginError
 from clusterdns.plugins import SETUP
@@ -27,7 +30,7 @@ from clusterdns.plugins.hosts.hostsfile import (
     parse_ip,
     wildcard_of,
 )
-from tests.dnstest import Case, build_config, make_request, new_process, serve
+from tests.dnstest import LOCAL, REMOTE, Case, build_config, make_request, new_process, serve
 
 # -- fixtures --------------------------------------------------------------------------------
 
@@ -253,6 +256,15 @@ SETUP_CASES = [
     SetupCase(
         corefile=". {\n    hosts\n    hosts /etc/hosts\n}\n",
         error="Corefile:3: hosts: this plugin can only be used once per Server Block",
+    ),
+    # No file name holds a NUL byte: an error at its line, not a ValueError from the OS layer.
+    SetupCase(
+        corefile=". {\n    hosts /etc/\0hosts\n}\n",
+        error="Corefile:2: hosts: invalid file name '/etc/\\x00hosts': it holds a NUL byte",
+    ),
+    SetupCase(
+        corefile=". {\n    hosts \0 example.org {\n        reload 0\n    }\n}\n",
+        error="Corefile:2: hosts: invalid file name '\\x00': it holds a NUL byte",
     ),
 ]
 
@@ -714,6 +726,12 @@ def test_metrics_absent_while_file_missing(tmp_path: Path) -> None:
         ("example.org.", "*.org."),
         ("org.", None),
         (".", None),
+        # Escaped dots and backslashes belong to the label (the query's text form).
+        ("a\\.b.example.org.", "*.example.org."),
+        ("a\\\\.example.org.", "*.example.org."),
+        ("a\\\\\\.b.example.org.", "*.example.org."),
+        ("\\255\\.x.org.", "*.org."),
+        ("a\\.org.", None),
     ],
 )
 def test_wildcard_of(name: str, want: str | None) -> None:
@@ -806,3 +824,46 @@ def test_readme_examples_parse_and_set_up() -> None:
         config = build(blocks, specs=specs, dns_port=53, process=new_process())
         assert "hosts" in config.blocks[0].plugins
         assert isinstance(config.blocks[0].head, Hosts)
+
+
+# -- owners keep the question's bytes ----------------------------------------------------------
+
+
+def odd_request(labels: tuple[bytes, ...], qtype: str = "A") -> Request:
+    """A request whose question holds exactly these label bytes."""
+    header = DNSHeader(id=1, rd=1)
+    q = DNSRecord(header, q=DNSQuestion(DNSLabel(labels), int(getattr(QTYPE, qtype))))
+    wire = bytes(q.pack())
+    return Request(parse_message(wire), wire, proto="udp", remote=REMOTE, local=LOCAL)
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        (b"Caf\xc3\xa9", b"Example", b"ORG"),  # written caf\195\169.example.org in the file
+        (b"a@b", b"example", b"org"),  # written a@b.example.org
+        (b"a.b", b"example", b"org"),  # written a\.b.example.org
+    ],
+)
+async def test_owner_is_the_question_bytes(labels: tuple[bytes, ...]) -> None:
+    """Bug `text-escapes`: the owner was rebuilt from text (IDNA-encoded, or split at dots)."""
+    block = build_config(
+        "example.org {\n    hosts /nonexistent/hosts {\n"
+        "        192.0.2.1 caf\\195\\169.example.org a@b.example.org a\\.b.example.org\n"
+        "    }\n}\n"
+    ).blocks[0]
+    code, w = await serve(block, odd_request(labels))
+    assert code == rc.NOERROR
+    reply = parse_message(w.sent[0])
+    assert [(tuple(bytes(x) for x in r.rname.label), str(r.rdata)) for r in reply.rr] == [
+        (labels, "192.0.2.1")
+    ]
+
+
+async def test_a_label_holding_dots_does_not_match_the_name_of_its_text() -> None:
+    block = build_config(
+        "example.org {\n    hosts /nonexistent/hosts {\n"
+        "        192.0.2.1 a.b.example.org\n        fallthrough\n    }\n    whoami\n}\n"
+    ).blocks[0]
+    code, w = await serve(block, odd_request((b"a.b", b"example", b"org")))
+    assert code == rc.NOERROR and w.plugin == "whoami"

@@ -4,7 +4,7 @@ import re
 from dataclasses import dataclass
 
 import pytest
-from dnslib import DNSRecord
+from dnslib import QTYPE, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 
 from clusterdns.chain.build import build
 from clusterdns.chain.order import DIRECTIVES, ORDER
@@ -12,6 +12,7 @@ from clusterdns.chain.request import Request
 from clusterdns.chain.setup import BlockSettings, PluginSpec, SetupContext
 from clusterdns.corefile import parse as parse_corefile
 from clusterdns.dnsutil import rcode as rc
+from clusterdns.dnsutil.codec import parse_message
 from clusterdns.dnsutil.fallthrough import NEVER, Fallthrough
 from clusterdns.dnsutil.zones import parse_key
 from clusterdns.errors import CorefileErrors, PluginError
@@ -863,3 +864,50 @@ async def test_readme_examples_answer_as_documented() -> None:
     Case(qname="blocked.example.org.", rcode="REFUSED").check(blocked)
     opt = [r for r in blocked.ar if r.rtype == rc.OPT]
     assert [(o.code, bytes(o.data)) for o in opt[0].rdata] == [(15, b"\x00\x0fblocked by policy")]
+
+
+# -- `.Name` is the escaped text; owners keep the question's bytes ------------------------------
+def odd_request(labels: tuple[bytes, ...], qtype: str = "A") -> Request:
+    """A request whose question holds exactly these label bytes."""
+    header = DNSHeader(id=1, rd=1)
+    q = DNSRecord(header, q=DNSQuestion(DNSLabel(labels), int(getattr(QTYPE, qtype))))
+    wire = bytes(q.pack())
+    return Request(parse_message(wire), wire, proto="udp", remote=REMOTE, local=LOCAL)
+
+
+ODD_NAMES = """example.org {
+    template IN A example.org {
+        answer "{{ .Name }} 60 IN A 192.0.2.1"
+    }
+    template IN CNAME example.org {
+        answer "{{ .Name }} 60 IN CNAME x.{{ .Name }}"
+    }
+}
+"""
+
+
+@pytest.mark.parametrize(
+    "labels,text",
+    [
+        ((b"\xff\xfe", b"example", b"org"), "\\255\\254.example.org."),
+        ((b"\x80\x9f", b"Example", b"ORG"), "\\128\\159.Example.ORG."),
+        ((b"a.b", b"example", b"org"), "a\\.b.example.org."),
+        ((b"a\\b", b"example", b"org"), "a\\\\b.example.org."),
+        ((b"a b", b"example", b"org"), "a\\032b.example.org."),
+    ],
+)
+async def test_name_is_escaped_and_owners_keep_the_question_bytes(
+    labels: tuple[bytes, ...], text: str
+) -> None:
+    """Bug `text-escapes`: `\\255\\254.example.org` came back as `xn--vdab.example.org`."""
+    assert odd_request(labels).qname == text  # what `{{ .Name }}` expands to
+    block = first_block(ODD_NAMES)
+    code, w = await serve(block, odd_request(labels))
+    assert code == rc.NOERROR
+    reply = parse_message(w.sent[0])
+    (answer,) = reply.rr
+    assert tuple(bytes(x) for x in answer.rname.label) == labels
+    code, w = await serve(block, odd_request(labels, "CNAME"))
+    (cname,) = parse_message(w.sent[0]).rr
+    assert tuple(bytes(x) for x in cname.rname.label) == labels
+    assert tuple(bytes(x) for x in cname.rdata.label.label) == (b"x", *labels)

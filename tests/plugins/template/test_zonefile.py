@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import pytest
-from dnslib import RR
+from dnslib import RR, DNSLabel
 
-from clusterdns.plugins.template.zonefile import RRError, parse_rr, parse_ttl
+from clusterdns.plugins.template.zonefile import RRError, name_labels, parse_rr, parse_ttl
 
 
 def text(rr: RR) -> str:
@@ -103,3 +103,61 @@ def test_rejects_what_is_not_one_record(record: str, message: str) -> None:
 )
 def test_ttl(value: str, want: int | None) -> None:
     assert parse_ttl(value) == want
+
+
+# -- names: read with the master-file escapes, byte for byte ---------------------------------
+NAMES = [
+    ("example.org.", (b"example", b"org")),
+    ("example.org", (b"example", b"org")),  # relative: taken as absolute
+    (".", ()),
+    ("@", ()),
+    ("Foo.Example.ORG.", (b"Foo", b"Example", b"ORG")),
+    ("a\\.b.example.", (b"a.b", b"example")),
+    ("a\\\\b.example.", (b"a\\b", b"example")),
+    ("a\\\\.example.", (b"a\\", b"example")),
+    ("\\255\\254.example.org.", (b"\xff\xfe", b"example", b"org")),
+    ("\\000x\\032.", (b"\x00x ",)),
+    ("a\\ b.\\@\\;\\(\\)\\\"\\'.", (b"a b", b"@;()\"'")),
+    ("caf\u00e9.example.", (b"caf\xc3\xa9", b"example")),  # UTF-8 bytes, not IDNA
+]
+
+
+@pytest.mark.parametrize("text,labels", NAMES, ids=[n[0] for n in NAMES])
+def test_name_labels(text: str, labels: tuple[bytes, ...]) -> None:
+    assert name_labels(text) == labels
+
+
+NAME_ERRORS = [
+    ("a..b.", "bad name 'a..b.': empty label"),
+    (".a.", "bad name '.a.': empty label"),
+    ("a\\", "bad name 'a\\\\': a backslash ends it"),
+    ("\\256.", "bad name '\\\\256.': escape \\256 is over 255"),
+    ("x" * 64 + ".", f"bad name '{'x' * 64}.': a label is over 63 octets"),
+    ("a." * 128, f"bad name '{'a.' * 128}': over 255 octets"),
+]
+
+
+@pytest.mark.parametrize("text,message", NAME_ERRORS, ids=[n[0][:20] for n in NAME_ERRORS])
+def test_name_errors(text: str, message: str) -> None:
+    with pytest.raises(RRError) as exc:
+        name_labels(text)
+    assert str(exc.value) == message
+
+
+def labels_of(name: DNSLabel) -> tuple[bytes, ...]:
+    return tuple(bytes(x) for x in name.label)
+
+
+def test_owner_and_data_names_keep_escaped_bytes() -> None:
+    rr = parse_rr("a\\.b.\\255.example. 60 IN CNAME x\\.y.\\000.example.")
+    assert labels_of(rr.rname) == (b"a.b", b"\xff", b"example")
+    assert labels_of(rr.rdata.label) == (b"x.y", b"\x00", b"example")
+    mx = parse_rr("a. 60 IN MX 10 m\\.x.example.")
+    assert (mx.rdata.preference, labels_of(mx.rdata.label)) == (10, (b"m.x", b"example"))
+    srv = parse_rr("_x._tcp.a. 60 IN SRV 0 5 80 t\\;1.a.")
+    assert (srv.rdata.port, labels_of(srv.rdata.target)) == (80, (b"t;1", b"a"))
+    soa = parse_rr("a. 60 IN SOA n\\.s.a. h\\@x.a. 1 2 3 4 5")
+    assert labels_of(soa.rdata.mname) == (b"n.s", b"a")
+    assert labels_of(soa.rdata.rname) == (b"h@x", b"a")
+    assert labels_of(parse_rr("a. 60 IN NS @").rdata.label) == ()
+    assert labels_of(parse_rr("a. 60 IN PTR p\\032q.").rdata.label) == (b"p q",)
