@@ -9,20 +9,31 @@ synthetic cluster of `--services` Services plus the reference cluster), a script
 `endpoint` pointing at the test double and `forward` at the upstream. This process is the client.
 
 1. Capacity: a closed loop (`--outstanding` queries always in flight) for `--capacity-seconds`
-   on the query mix; the answered rate is the capacity. `--qps` skips this.
-2. Soak: an open loop at `--load` (default 50 %) of that rate for `--minutes`, on the mix:
+   on the query mix, with the churn running (each change invalidates the cluster zones' fast-
+   path replies: without it the capacity would be that of a cluster that never changes); the
+   answered rate is the capacity. `--qps` skips this.
+2. Warm-up, so that the start figures are those of a server in its steady state: every distinct
+   query of the mix once, a reload (SIGUSR1: the fast-path tables are rebuilt), every distinct
+   query again, then the mix until `--warmup` seconds have passed, with the churn running
+   throughout. Only then are the start RSS and open fds taken (the report says so).
+3. Soak: an open loop at `--load` (default 50 %) of the capacity for `--minutes`, on the mix:
    cluster A hits, AAAA (NODATA) and SRV of the same Services, ndots:5 search-path NXDOMAINs,
    external names through `forward`, PTR of Service addresses, and names of Services being
    churned. Meanwhile 10 objects/s change through the test double's control port (Services
    created, re-addressed, deleted) and the server reloads every minute (SIGUSR1).
-3. Every reply is checked against the expected state at send time; for a churned name the state
+4. Every reply is checked against the expected state at send time; for a churned name the state
    of any moment between sending and receiving counts, and one from up to `--lag` seconds
    before sending (the server may not have seen the latest change yet) counts as "stale", not
    wrong. A query unanswered after 2 s is lost.
 
 Report: queries sent, answered, by rcode, lost, wrong, stale, latency, server RSS and open file
-descriptors at start and end, reloads. Pass: 0 lost, 0 wrong, RSS growth < 5 %, fds flat.
-Exit status: 0 pass, 1 fail, 2 the run could not be completed.
+descriptors at start and end, reloads, the machine's load average. Lost queries are split by
+where they were lost, from the kernel's per-socket drop counters (/proc/PID/net/udp): dropped at
+the server's full receive buffer (the server did not read in time), dropped at the client's
+own sockets (the harness, not the server), answered after 2 s, or never answered by the server.
+Pass: 0 lost at or in the server, 0 wrong, RSS growth < 5 %, fds flat (replies the client's
+own sockets dropped are reported and do not fail the run). Exit status: 0 pass, 1 fail, 2 the
+run could not be completed.
 """
 
 from __future__ import annotations
@@ -67,6 +78,12 @@ LOST_AFTER_S: Final = 2.0
 SOCKETS: Final = 16
 SO_RCVBUFFORCE: Final = 33
 """Linux: set the receive buffer beyond rmem_max (root); the socket module does not name it."""
+CAPACITY_LEAD_S: Final = 5.0
+"""Closed-loop seconds before the capacity is measured (the fast path fills meanwhile)."""
+SWEEP_QPS: Final = 2000.0
+"""Rate of the warm-up's sweeps of every distinct query (each one a miss)."""
+CLIENT_RCVBUF: Final = 4 << 20
+"""Each client socket's receive buffer: the client's own drops are not under test."""
 CHURN_NS: Final = "churn"
 CHURN_NET: Final = ipaddress.ip_network("10.110.0.0/16")
 EXTERNAL: Final = {
@@ -466,8 +483,12 @@ class Figures:
     by_kind: Counter[str] = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    wrongs: list[str] = field(default_factory=list)
+    """The first wrong answers (kept apart: lost queries fill `problems` first)."""
     lost_at: list[float] = field(default_factory=list)
     """Monotonic send times of the lost queries (to line them up with reloads)."""
+    late: int = 0
+    """Replies that came after their query had been counted lost (the server answered > 2 s)."""
 
 
 class _Socket(asyncio.DatagramProtocol):
@@ -495,13 +516,18 @@ class Client:
         self.next_id = [0] * SOCKETS
         self.turn = 0
         self.answered_event = asyncio.Event()
+        self.rcvbuf = 0
+        """The receive buffer each client socket got (as the kernel reports it)."""
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
         for i in range(SOCKETS):
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            with contextlib.suppress(OSError):  # the client's own buffers are not under test
-                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 4 << 20)
+            try:  # beyond net.core.rmem_max when root; else as much as rmem_max allows
+                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, CLIENT_RCVBUF)
+            except OSError:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, CLIENT_RCVBUF)
+            self.rcvbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
             sock.connect(("127.0.0.1", self.port))
             _, proto = await loop.create_datagram_endpoint(
                 functools.partial(_Socket, self, i), sock=sock
@@ -533,7 +559,8 @@ class Client:
         qid = struct.unpack_from("!H", data)[0]
         entry = self.pending.pop((index, qid), None)
         if entry is None:
-            return  # a late reply to a query already counted lost
+            self.figures.late += 1  # a late reply to a query already counted lost
+            return
         sent, planned = entry
         f = self.figures
         f.answered += 1
@@ -542,7 +569,8 @@ class Client:
             reply = parse_reply(data)
         except (ValueError, IndexError, struct.error) as exc:
             f.wrong += 1
-            self._problem(f"{planned.name}: unparsable reply ({exc})")
+            if len(f.wrongs) < 20:
+                f.wrongs.append(f"{planned.name}: unparsable reply ({exc})")
             return
         f.rcodes[RCODES.get(reply.rcode, str(reply.rcode))] += 1
         f.truncated += reply.tc
@@ -551,7 +579,11 @@ class Client:
             f.stale += 1
         elif verdict != "ok":
             f.wrong += 1
-            self._problem(f"{planned.kind} {planned.name}: {verdict}")
+            if len(f.wrongs) < 20:
+                f.wrongs.append(
+                    f"{planned.kind} {planned.name} (sent {sent:.3f}, answered after "
+                    f"{(now - sent) * 1000:.1f} ms): {verdict}"
+                )
         self.answered_event.set()
 
     def _problem(self, text: str) -> None:
@@ -574,10 +606,17 @@ class Client:
         self.sweep()
 
 
-async def closed_loop(client: Client, outstanding: int, seconds: float) -> float:
-    """Keep `outstanding` queries in flight for `seconds`; returns answered per second."""
+async def closed_loop(
+    client: Client, outstanding: int, seconds: float, tick: Callable[[], None]
+) -> tuple[float, list[float]]:
+    """Keep `outstanding` queries in flight for `seconds`.
+
+    Returns the answered rate over the whole time and the rates of its 5-second windows.
+    """
     start = time.monotonic()
     before = client.figures.answered
+    windows: list[float] = []
+    window_start, window_before = start, before
     while time.monotonic() - start < seconds:
         while len(client.pending) < outstanding:
             client.send()
@@ -585,9 +624,15 @@ async def closed_loop(client: Client, outstanding: int, seconds: float) -> float
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(client.answered_event.wait(), 0.5)
         client.sweep()
-    rate = (client.figures.answered - before) / (time.monotonic() - start)
+        tick()
+        now = time.monotonic()
+        if now - window_start >= 5.0:
+            windows.append((client.figures.answered - window_before) / (now - window_start))
+            window_start, window_before = now, client.figures.answered
+    took = time.monotonic() - start
+    rate = (client.figures.answered - before) / took
     await client.drain()
-    return rate
+    return rate, windows or [rate]
 
 
 async def open_loop(
@@ -718,50 +763,59 @@ async def soak(args: argparse.Namespace) -> int:
             flush=True,
         )
 
+        print(f"machine: {machine_load()}", flush=True)
+        first = sample(pid, 0.0)
+        loop = asyncio.get_running_loop()
         churn = Churn(urls["control"])
+
+        # Churn at --churn objects/s from now to the end (capacity probe and warm-up
+        # included): every change invalidates the kubernetes zones' fast-path replies, so a
+        # capacity measured without it would be that of a server that never sees a change.
+        # The load loops' ticks hand out the steps; a worker thread posts them to the double.
+        churn_start = time.monotonic()
+        churn_due = [0]
+
+        def churn_tick() -> None:
+            due = int((time.monotonic() - churn_start) * args.churn)
+            if due > churn_due[0]:
+                churn_due[0] = due
+
+        async def churner() -> None:
+            done = 0
+            while True:
+                if done < churn_due[0]:
+                    done += 1
+                    await loop.run_in_executor(None, churn.step)
+                else:
+                    await asyncio.sleep(0.01)  # pacing: the load loops hand out churn steps
+
+        churning = loop.create_task(churner())
+
         if args.qps:
             qps = float(args.qps)
-            capacity = float("nan")
+            capacity_text = "not measured (--qps)"
         else:
-            probe = Client(port, Mix(args.services, args.namespaces, None, args.lag))
+            probe = Client(port, Mix(args.services, args.namespaces, churn, args.lag))
             await probe.open()
-            capacity = await closed_loop(probe, args.outstanding, args.capacity_seconds)
+            await closed_loop(probe, args.outstanding, CAPACITY_LEAD_S, churn_tick)
+            capacity, windows = await closed_loop(
+                probe, args.outstanding, args.capacity_seconds, churn_tick
+            )
             probe.close()
             qps = capacity * args.load
-            print(
-                f"capacity: {capacity:.0f} answered/s with {args.outstanding} in flight "
-                f"({probe.figures.lost} lost); soak rate {qps:.0f}/s ({args.load:.0%})",
-                flush=True,
+            capacity_text = (
+                f"{capacity:,.0f} answered/s (closed loop, {args.outstanding} in flight, "
+                f"{args.capacity_seconds:.0f} s after {CAPACITY_LEAD_S:.0f} s unmeasured, the mix "
+                f"and the churn; 5-s windows {min(windows):,.0f}-{max(windows):,.0f}/s; "
+                f"{probe.figures.lost} lost)"
             )
+            print(f"capacity: {capacity_text}; soak rate {qps:.0f}/s ({args.load:.0%})", flush=True)
 
-        if args.warmup > 0:
-            # Fill the bounded tables (fast path, cache) before the start figures are taken.
-            # Every distinct query once, then random draws: the fast path and the caches hold
-            # their working set before RSS is first measured.
-            mix = Mix(args.services, args.namespaces, churn, args.lag)
-            mix.sweep = mix.every()
-            sweep_s = len(mix.sweep) / qps
-            warm = Client(port, mix)
-            await warm.open()
-            await open_loop(warm, qps, max(args.warmup, sweep_s + 10), lambda elapsed: None)
-            warm.close()
-            print(
-                f"warm-up: {args.warmup:.0f} s at {qps:.0f}/s, {warm.figures.lost} lost", flush=True
-            )
-        client = Client(port, Mix(args.services, args.namespaces, churn, args.lag))
-        await client.open()
-        seconds = args.minutes * 60
-        samples = [sample(pid, 0.0)]
         reloads = {"sent": 0, "done": 0, "failed": 0}
-        churn_due = [0.0]
-        next_reload = [60.0]
-        next_sample = [10.0]
-        last_report = [0.0]
-        loop = asyncio.get_running_loop()
         pending_reload: list[asyncio.Future[None]] = []
 
-        def reload_now() -> None:
-            print(f"  reload (SIGUSR1) at {time.monotonic() - start:.1f} s", flush=True)
+        def reload_now(at_s: float) -> asyncio.Future[None]:
+            print(f"  reload (SIGUSR1) at {at_s:.1f} s", flush=True)
             mark = len(server.lines)
             server.proc.send_signal(signal.SIGUSR1)
             reloads["sent"] += 1
@@ -775,17 +829,60 @@ async def soak(args: argparse.Namespace) -> int:
                 except SoakError:
                     reloads["failed"] += 1
 
-            pending_reload.append(loop.run_in_executor(None, wait))
+            fut = loop.run_in_executor(None, wait)
+            pending_reload.append(fut)
+            return fut
 
-        churn_thread_work: list[int] = [0]
+        # Warm-up: the start figures are taken once every bounded table the mix fills (the
+        # fast path, rebuilt on each reload; the kubernetes record builders' caches; `cache`)
+        # holds its working set, and after a reload, as every later minute of the soak has.
+        mix = Mix(args.services, args.namespaces, churn, args.lag)
+        warm = Client(port, mix)
+        await warm.open()
+        warm_start = time.monotonic()
+        distinct = len(mix.every())
+        # Sweeps are all misses, answered by the full chain: at most SWEEP_QPS, not at a rate
+        # the fast path sustains.
+        sweep_qps = min(qps, SWEEP_QPS)
+        sweep_s = distinct / sweep_qps + 1.0
+        mix.sweep = mix.every()
+        await open_loop(warm, sweep_qps, sweep_s, lambda elapsed: churn_tick())
+        await reload_now(time.monotonic() - warm_start)
+        mix.sweep = mix.every()
+        await open_loop(warm, sweep_qps, sweep_s, lambda elapsed: churn_tick())
+        rest_s = max(10.0, args.warmup - (time.monotonic() - warm_start))
+        await open_loop(warm, qps, rest_s, lambda elapsed: churn_tick())
+        warm.close()
+        warm_s = time.monotonic() - warm_start
+        wf = warm.figures
+        warmup_text = (
+            f"{warm_s:.0f} s: every distinct query of the mix ({distinct:,}) once, a reload, "
+            f"every one again (at {sweep_qps:.0f}/s), then the mix at {qps:.0f}/s for "
+            f"{rest_s:.0f} s; churn throughout ({wf.sent:,} sent, {wf.lost} lost, "
+            f"{wf.wrong} wrong)"
+        )
+        print(f"warm-up: {warmup_text}", flush=True)
+
+        client = Client(port, Mix(args.services, args.namespaces, churn, args.lag))
+        await client.open()
+        seconds = args.minutes * 60
+        samples = [sample(pid, 0.0)]
+        print(
+            f"start figures (after the warm-up): RSS {samples[0].rss_mb:.1f} MB, "
+            f"fds {samples[0].fds} (before the warm-up: {first.rss_mb:.1f} MB, {first.fds})",
+            flush=True,
+        )
+        reloads.update(sent=0, done=0, failed=0)
+        pending_reload.clear()
+        next_reload = [60.0]
+        next_sample = [10.0]
+        last_report = [0.0]
 
         def tick(elapsed: float) -> None:
-            while churn_due[0] <= elapsed * args.churn:
-                churn_thread_work[0] += 1
-                churn_due[0] += 1
+            churn_tick()
             if elapsed >= next_reload[0]:
                 next_reload[0] += 60.0
-                reload_now()
+                reload_now(elapsed)
             if elapsed >= next_sample[0]:
                 next_sample[0] += 10.0
                 samples.append(sample(pid, elapsed))
@@ -801,17 +898,10 @@ async def soak(args: argparse.Namespace) -> int:
                     flush=True,
                 )
 
-        async def churner() -> None:
-            while True:
-                if churn_thread_work[0] > 0:
-                    churn_thread_work[0] -= 1
-                    await loop.run_in_executor(None, churn.step)
-                else:
-                    await asyncio.sleep(0.01)  # pacing: the open loop hands out churn steps
-
-        churning = loop.create_task(churner())
         kernel_before = udp_errors()
         drops_before = socket_drops(pid), socket_drops(os.getpid())
+        churned_before = churn.objects
+        load_before = machine_load()
         start = time.monotonic()
         print(f"soak starts; first loss, if any, is reported relative to {start:.1f}", flush=True)
         await open_loop(client, qps, seconds, tick)
@@ -823,21 +913,21 @@ async def soak(args: argparse.Namespace) -> int:
             await asyncio.wait_for(fut, 70)
         end = sample(pid, took)
         kernel = {k: v - kernel_before.get(k, 0) for k, v in udp_errors().items()}
-        server_drops = socket_drops(pid) - drops_before[0]
-        client_drops = socket_drops(os.getpid()) - drops_before[1]
+        drops = Drops(
+            server=socket_drops(pid) - drops_before[0],
+            client=socket_drops(os.getpid()) - drops_before[1],
+            host=kernel.get("RcvbufErrors", 0),
+        )
         dropped = server_metric(side, "clusterdns_dns_dropped_requests_total")
         client.close()
         extra = [
-            (
-                "lost in the kernel: server socket full / client sockets full",
-                f"{server_drops} / {client_drops}",
-            ),
-            (
-                "UDP receive-buffer drops, whole host (other work included)",
-                str(kernel.get("RcvbufErrors", 0)),
-            ),
+            (f"machine ({os.cpu_count()} CPUs): load average 1/5/15 min, start -> end",
+             f"{load_before} -> {machine_load()}"),
+            ("UDP receive buffer: server socket / each client socket",
+             f"{server_rcvbuf(port)} / {client.rcvbuf:,} bytes"),
+            ("UDP receive-buffer drops, whole host (other work included)", f"{drops.host}"),
             ("server's own drops (clusterdns_dns_dropped_requests_total)", dropped or "none"),
-        ]
+        ]  # fmt: skip
         return report(
             args,
             client.figures,
@@ -845,16 +935,48 @@ async def soak(args: argparse.Namespace) -> int:
             end,
             samples,
             reloads,
-            churn,
+            churn.objects - churned_before,
             qps,
-            capacity,
+            capacity_text,
             took,
             server,
+            drops,
+            warmup_text,
             extra,
         )
     finally:
         for child in reversed(children):
             child.stop()
+
+
+@dataclass(frozen=True)
+class Drops:
+    """Datagrams the kernel dropped at full receive buffers during the soak."""
+
+    server: int
+    """At the server's sockets: queries the server did not read in time."""
+    client: int
+    """At this process's sockets: replies the client did not read in time (the harness)."""
+    host: int
+    """RcvbufErrors of the whole host (other processes' sockets included)."""
+
+
+def machine_load() -> str:
+    """The load average, 1/5/15 minutes."""
+    return "/".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def server_rcvbuf(port: int) -> str:
+    """The receive buffer of the server's UDP socket on `port`, as `ss` shows it (rb)."""
+    try:
+        out = subprocess.run(
+            ["ss", "-Hulmn", "sport", f"= :{port}"],
+            capture_output=True, text=True, timeout=10, check=False,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    found = re.search(r"\brb(\d+)", out)
+    return f"{int(found.group(1)):,}" if found else "unknown"
 
 
 def report(
@@ -864,29 +986,48 @@ def report(
     end: Sample,
     samples: list[Sample],
     reloads: dict[str, int],
-    churn: Churn,
+    churned: int,
     qps: float,
-    capacity: float,
+    capacity: str,
     took: float,
     server: Child,
+    drops: Drops,
+    warmup: str,
     extra: list[tuple[str, str]],
 ) -> int:
     growth = (end.rss_mb - start.rss_mb) / start.rss_mb * 100
     fds_flat = abs(end.fds - start.fds) <= 1
+    # Where the lost queries went. A reply the client's own socket dropped is the harness's
+    # loss, not the server's; the rest were dropped at the server's socket or not answered.
+    by_client = min(f.lost, drops.client)
+    at_server_socket = min(f.lost - by_client, drops.server)
+    unanswered = f.lost - by_client - at_server_socket
+    server_lost = f.lost - by_client
     passed = (
-        f.lost == 0 and f.wrong == 0 and growth < 5.0 and fds_flat and server.proc.poll() is None
+        server_lost == 0
+        and f.wrong == 0
+        and growth < 5.0
+        and fds_flat
+        and server.proc.poll() is None
     )
     lat = f.latencies
     rows = [
+        ("capacity", capacity),
         (
             "duration",
-            f"{took / 60:.1f} min at {qps:.0f} queries/s target "
-            f"({f.sent / took:.0f}/s sent; capacity {capacity:.0f}/s)",
+            f"{took / 60:.1f} min at {qps:.0f} queries/s target ({f.sent / took:.0f}/s sent)",
         ),
+        ("warm-up before the start figures", warmup),
         ("queries sent", f"{f.sent}"),
         ("answered", f"{f.answered}"),
         ("by rcode", ", ".join(f"{k} {v}" for k, v in sorted(f.rcodes.items()))),
         ("lost (no reply in 2 s)", f"{f.lost}"),
+        ("  dropped by the kernel at the server's socket (full receive buffer)",
+         f"{at_server_socket} (socket counter {drops.server})"),
+        ("  not answered by the server in 2 s (late replies seen: "
+         f"{f.late})", f"{unanswered}"),
+        ("  dropped by the kernel at the client's sockets (harness, not the server)",
+         f"{by_client} (socket counter {drops.client})"),
         ("wrong answers", f"{f.wrong}"),
         ("stale (churned name, state < lag old)", f"{f.stale}"),
         ("truncated", f"{f.truncated}"),
@@ -897,13 +1038,13 @@ def report(
             f"{(max(lat) if lat else 0) * 1000:.1f} ms",
         ),
         ("mix", ", ".join(f"{k} {v}" for k, v in sorted(f.by_kind.items()))),
-        ("churn", f"{churn.objects} objects ({churn.objects / took:.1f}/s)"),
+        ("churn", f"{churned} objects ({churned / took:.1f}/s)"),
         (
             "reloads (SIGUSR1)",
             f"{reloads['done']} done, {reloads['failed']} failed, {reloads['sent']} sent",
         ),
         (
-            "server RSS start / end",
+            "server RSS start / end (start: after the warm-up)",
             f"{start.rss_mb:.1f} / {end.rss_mb:.1f} MB ({growth:+.2f} %), "
             f"max {max(s.rss_mb for s in samples):.1f} MB",
         ),
@@ -912,11 +1053,13 @@ def report(
             f"{start.fds} / {end.fds} (max {max(s.fds for s in samples)})",
         ),
         *extra,
-    ]
+    ]  # fmt: skip
     print()
     print("| figure | value |\n|---|---|")
     for k, v in rows:
         print(f"| {k} | {v} |")
+    for p in f.wrongs[:10]:
+        print(f"  wrong: {p}")
     for p in f.problems[:10]:
         print(f"  problem: {p}")
     if f.lost_at:
@@ -932,8 +1075,10 @@ def report(
             if not line.startswith("[INFO] 127.0.0.1"):
                 print(f"  server: {line}")
     print(
-        f"\n{'PASS' if passed else 'FAIL'}: lost {f.lost} (0), wrong {f.wrong} (0), "
-        f"RSS growth {growth:+.2f} % (< 5 %), fds {start.fds} -> {end.fds} (flat)"
+        f"\n{'PASS' if passed else 'FAIL'}: lost at or in the server {server_lost} (0), "
+        f"wrong {f.wrong} (0), RSS growth {growth:+.2f} % (< 5 %), "
+        f"fds {start.fds} -> {end.fds} (flat)"
+        + (f"; the client's own sockets dropped {by_client} replies" if by_client else "")
     )
     return 0 if passed else 1
 
@@ -945,7 +1090,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--load", type=float, default=0.5, help="fraction of capacity (default 0.5)")
     p.add_argument("--capacity-seconds", type=float, default=30.0, help="capacity probe length")
     p.add_argument(
-        "--warmup", type=float, default=60.0, help="seconds at the soak rate before measuring"
+        "--warmup",
+        type=float,
+        default=60.0,
+        help="warm-up seconds before the start figures: two sweeps of every distinct query "
+        "around a reload, then the soak rate (default 60)",
     )
     p.add_argument("--outstanding", type=int, default=64, help="in flight while probing")
     p.add_argument("--services", type=int, default=1000, help="synthetic Services (default 1000)")

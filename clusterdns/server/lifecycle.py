@@ -151,8 +151,14 @@ class Server:
                 suffix = f" on {key[1]}" if key[1] else ""
                 lines.append(f"{zone}:{port}{suffix}")
         lines.extend(version_lines(self.revision))
-        self.out.write("".join(line + "\n" for line in lines))
-        self.out.flush()
+        # Best effort, as CoreDNS (fmt.Println, its error ignored): the server is up and serving
+        # by now, and stdout on a full disk (ENOSPC), a closed pipe or a closed stream must not
+        # stop it. Log lines written later fail the same way and are dropped by logging.
+        try:
+            self.out.write("".join(line + "\n" for line in lines))
+            self.out.flush()
+        except (OSError, ValueError):
+            pass
 
     # -- stop ------------------------------------------------------------------------------------
     async def stop(self, *, graceful: bool = True) -> None:

@@ -8,10 +8,15 @@ proxy.
   double at a steady rate and remembers what each name should answer now.
 - `diff_store` compares the server's watch cache with the objects the API holds, including the
   IP indexes (a duplicated or a lost object shows as a difference).
-- `SlowProxy` sits between the server and the API and delays every chunk the API sends.
+- `api_down` / `api_up` kill and restart the API test double so that, from the moment
+  `api_down` returns, nothing the API holds can reach the server.
+- `SlowProxy` sits between the server and the API and delays every chunk the API sends, or holds
+  every chunk until released.
 
 Pacing waits (`asyncio.sleep` between two queries or two changes) set a rate; they are never what
-a test synchronises on: tests wait on the condition itself (`eventually`), bounded.
+a test synchronises on: tests wait on the condition itself (`eventually`), bounded. A change a
+test relies on (made while a fault lasts) is made by the test itself (`Churn.step`), never left to
+the background churn's timing.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import os
 import random
 import re
 import signal
@@ -390,15 +396,46 @@ def churn_diff(store: Store, churn: Churn) -> list[str]:
     return problems
 
 
+# -- the API killed and restarted -----------------------------------------------------------------
+def api_down(fake: FakeApi) -> None:
+    """Kill the API test double: connections refused, every open one cut, nothing served.
+
+    `FakeApi.down` cuts the open connections first and closes its listener afterwards (its
+    serving thread notices the shutdown within 50 ms); a watch that reconnects at once, as a
+    reflector does after a watch that delivered events, can be accepted in between and would
+    then stream every later change although the API is "down". Every resource is forbidden
+    before that, so such a request gets a 403 and no object: once this returns, no change made
+    in `fake` can reach the server until `api_up`.
+    """
+    for resource in RESOURCES.values():
+        fake.forbid(resource)
+    fake.down()
+
+
+def api_up(fake: FakeApi) -> None:
+    """Restart the API killed by `api_down` on the same port, serving everything again."""
+    for resource in RESOURCES.values():
+        fake.allow(resource)
+    fake.up()
+
+
 # -- a slow API ---------------------------------------------------------------------------------
 class SlowProxy:
-    """A TCP proxy on 127.0.0.1 that delays each chunk from the upstream by `delay_s` (mutable)."""
+    """A TCP proxy on 127.0.0.1 that delays each chunk from the upstream by `delay_s` (mutable).
+
+    `hold()` stops every chunk from the upstream until `release()` (an API that accepts requests
+    and answers nothing): unlike a delay, it ends when the test says, not after a time.
+    """
 
     def __init__(self, upstream_port: int, delay_s: float = 0.0) -> None:
         self.upstream_port = upstream_port
         self.delay_s = delay_s
         self.port = 0
         self.connections = 0
+        self.held = 0
+        """Chunks from the upstream that had to wait for `release()`."""
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
@@ -414,8 +451,17 @@ class SlowProxy:
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
+    def hold(self) -> None:
+        """Hold every chunk from the upstream (requests still go through) until `release()`."""
+        self._flowing.clear()
+
+    def release(self) -> None:
+        """Let held and later chunks through."""
+        self._flowing.set()
+
     async def stop(self) -> None:
         """Stop listening and cut every connection (their pipes end on their own)."""
+        self._flowing.set()
         if self._server is not None:
             self._server.close()
         for writer in list(self._writers):
@@ -462,6 +508,9 @@ class SlowProxy:
                 with contextlib.suppress(OSError):
                     writer.write_eof()
                 return
+            if delay and not self._flowing.is_set():
+                self.held += 1
+                await self._flowing.wait()  # the fault itself: an API that does not answer
             if delay and self.delay_s > 0:
                 await asyncio.sleep(self.delay_s)  # the fault itself: a slow API server
             writer.write(chunk)
@@ -480,6 +529,17 @@ async def slow_proxy(upstream_port: int, delay_s: float = 0.0) -> AsyncIterator[
 
 # -- the real command line ---------------------------------------------------------------------
 CLI: Final = (sys.executable, "-m", "clusterdns")
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace `path` with `text` in one step (a reader sees the old or the new file, never half).
+
+    The `reload` plugin reads the Corefile on its own schedule; `Path.write_text` truncates first,
+    so a check landing in between would read an empty or partial Corefile.
+    """
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 @dataclass

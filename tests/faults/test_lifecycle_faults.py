@@ -6,7 +6,11 @@
   plugin's own check; the running configuration keeps answering (nothing lost, nothing wrong),
   the failure is logged (and counted for the plugin), a later good Corefile is taken.
 - Logs to a full disk (stdout and stderr are /dev/full, every write fails with ENOSPC): the
-  server keeps answering, logging every query.
+  start-up banner, the query log and a reload's log lines are dropped, the server keeps
+  answering, reloads and exits 0 on SIGTERM.
+
+Every wait is on something the server shows (a log line, `/ready`, an answer, the process's exit),
+bounded generously; lameduck is configured only where it is under test.
 """
 
 from __future__ import annotations
@@ -18,27 +22,46 @@ import time
 from pathlib import Path
 from typing import Final
 
+import dns.asyncquery
 import dns.message
 import dns.rcode
-import pytest
 
 from tests.e2e.support import http_get, metric
-from tests.faults.support import Load, addresses, cli_server, expect_addresses, free_tcp_udp_port
+from tests.faults.support import (
+    Load,
+    addresses,
+    cli_server,
+    expect_addresses,
+    free_tcp_udp_port,
+    write_atomically,
+)
 from tests.plugins.kubernetes.cluster import REFERENCE_YAML
 
 LAMEDUCK_S: Final = 2.0
+DRAIN_S: Final = 5.0
+"""How long shutdown waits for queries in flight after lameduck (lifecycle.GRACE_S)."""
+WAIT_S: Final = 60.0
+"""Bound on any wait for the process (a start, an exit, a state change) on a loaded machine."""
 CLUSTER: Final = {
     "api.prod.svc.cluster.local.": {"10.96.5.5"},
     "kubernetes.default.svc.cluster.local.": {"10.96.0.1"},
 }
 
 
-def corefile(*, port: int = 0, side: int = 0, hosts_ip: str = "192.0.2.10", extra: str = "") -> str:
+def corefile(
+    *,
+    port: int = 0,
+    side: int = 0,
+    hosts_ip: str = "192.0.2.10",
+    extra: str = "",
+    lameduck_s: float = 0.0,
+) -> str:
+    lameduck = f" {{\n        lameduck {lameduck_s:g}s\n    }}" if lameduck_s else ""
     return (
         f".:{port} {{\n"
         "    bind 127.0.0.1\n"
         "    errors\n"
-        f"    health 127.0.0.1:{side} {{\n        lameduck {LAMEDUCK_S:g}s\n    }}\n"
+        f"    health 127.0.0.1:{side}{lameduck}\n"
         f"    ready 127.0.0.1:{side}\n"
         f"    prometheus 127.0.0.1:{side}\n"
         f"{extra}"
@@ -57,34 +80,39 @@ def corefile(*, port: int = 0, side: int = 0, hosts_ip: str = "192.0.2.10", extr
 
 
 # -- P6: SIGTERM under load ----------------------------------------------------------------------
+AFTER_503: Final = 100
+"""Queries sent once `/ready` said 503 that must still be answered (lameduck keeps DNS up)."""
+
+
 async def test_sigterm_under_load_answers_everything_sent_before_it(tmp_path: Path) -> None:
     side = free_tcp_udp_port()
-    async with cli_server(corefile(side=side), tmp_path) as cli:
+    async with cli_server(corefile(side=side, lameduck_s=LAMEDUCK_S), tmp_path) as cli:
         assert (await http_get(side, "/ready"))[0] == 200
         load = Load(cli.port, sorted(CLUSTER), expect_addresses(CLUSTER), concurrency=8).start()
         await load.until(500)
         signalled = time.monotonic()
         cli.proc.send_signal(signal.SIGTERM)
-        while (await http_get(side, "/ready"))[0] != 503:  # the signal is handled asynchronously
-            assert time.monotonic() - signalled < 1.0, "/ready still 200 a second after SIGTERM"
-        ready_503_after = time.monotonic() - signalled
-        # DNS keeps answering during lameduck.
-        answered_then = load.tally.answered
-        await load.until(load.tally.sent + 200)
-        assert load.tally.answered > answered_then
-        code = await asyncio.wait_for(cli.proc.wait(), LAMEDUCK_S + 15)
+        # The signal is handled asynchronously: /ready turns 503 when lameduck begins. Bounded
+        # by the process's life (a failed GET once it exited fails the test) and WAIT_S.
+        while (await http_get(side, "/ready"))[0] != 503:
+            assert time.monotonic() - signalled < WAIT_S, "/ready never turned 503"
+            await asyncio.sleep(0.01)  # pacing of the poll
+        # DNS keeps answering during lameduck: the next queries, sent after /ready said 503, too.
+        after_503 = load.tally.sent
+        await load.until(after_503 + AFTER_503)
+        code = await asyncio.wait_for(cli.proc.wait(), LAMEDUCK_S + DRAIN_S + WAIT_S)
         exited_after = time.monotonic() - signalled
         tally = await load.stop()
     assert code == 0
-    assert ready_503_after < 1.0
-    assert LAMEDUCK_S <= exited_after < LAMEDUCK_S + 10, exited_after
+    assert exited_after >= LAMEDUCK_S, f"exited {exited_after:.2f} s after SIGTERM, before lameduck"
     before = [r for r in tally.records if r[0] < signalled]
     unanswered = [r for r in before if r[1] is None]
     assert before and not unanswered, (
         f"{len(unanswered)} of {len(before)} queries sent before SIGTERM"
     )
-    in_lameduck = [r for r in tally.records if signalled <= r[0] < signalled + LAMEDUCK_S - 0.5]
-    assert in_lameduck and all(r[1] is not None for r in in_lameduck), "lameduck queries lost"
+    in_lameduck = tally.records[len(before) : after_503 + AFTER_503]
+    lost = [r for r in in_lameduck if r[1] is None]
+    assert not lost, f"{len(lost)} of {len(in_lameduck)} queries sent during lameduck lost"
     assert tally.wrong == 0, tally.summary()
     assert "[INFO] SIGTERM: Shutting down servers then terminating" in cli.lines
 
@@ -139,11 +167,13 @@ async def test_broken_corefile_by_the_reload_plugin_keeps_serving_under_load(
         port = cli.port
         load = Load(port, sorted(CLUSTER), expect_addresses(CLUSTER), concurrency=4).start()
         await load.until(200)
+        # Replaced in one step: the plugin checks on its own schedule and must never read a
+        # half-written file (an empty Corefile is another configuration altogether).
         mark = len(cli.lines)
-        cli.conf.write_text(text.replace("    whoami\n}", "    whoami\n"))  # unclosed block
+        write_atomically(cli.conf, text.replace("    whoami\n}", "    whoami\n"))  # unclosed
         await cli.wait_line(r"\[WARNING\] plugin/reload: Corefile parse failed", after=mark)
         mark = len(cli.lines)
-        cli.conf.write_text(text.replace("    whoami\n", "    whoami\n    nosuchplugin\n"))
+        write_atomically(cli.conf, text.replace("    whoami\n", "    whoami\n    nosuchplugin\n"))
         await cli.wait_line(r"\[ERROR\] Restart failed", after=mark)
         status, body = await http_get(side, "/metrics")
         assert status == 200 and metric(body, "coredns_reload_failed_total") == 1
@@ -168,23 +198,31 @@ async def test_logging_to_a_full_disk_does_not_stop_dns(tmp_path: Path) -> None:
     assert tally.lost == 0 and tally.wrong == 0, tally.summary()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "the start-up banner is written to stdout without handling OSError: with stdout on a "
-        "full disk the server exits 1 at start (clusterdns/server/lifecycle.py:154, "
-        "Server._banner, reached from Server.start:114); CoreDNS ignores the write error"
-    ),
-)
-async def test_banner_on_a_full_disk_does_not_stop_the_start(tmp_path: Path) -> None:
+async def test_banner_query_log_and_reload_on_a_full_disk_do_not_stop_the_server(
+    tmp_path: Path,
+) -> None:
+    """Without -quiet: the banner's write fails first (it used to make the server exit 1)."""
     with open("/dev/full", "wb") as full:
-        async with cli_server(corefile(), tmp_path, stdout=full) as cli:
-            assert (await _ask(cli.port, "api.prod.svc.cluster.local.")).rcode() == 0
+        async with cli_server(corefile(extra="    log\n"), tmp_path, stdout=full) as cli:
+            load = Load(cli.port, sorted(CLUSTER), expect_addresses(CLUSTER), concurrency=4)
+            load.start()
+            await load.until(500)  # every one logged by `log`, every line lost
+            # A reload logs too (Reloading, Reloading complete): it must still take effect.
+            cli.conf.write_text(corefile(port=cli.port, hosts_ip="192.0.2.11", extra="    log\n"))
+            cli.proc.send_signal(signal.SIGUSR1)
+            deadline = time.monotonic() + WAIT_S
+            while addresses(await _ask(cli.port, "db.example.net.")) != {"192.0.2.11"}:
+                assert time.monotonic() < deadline, "the reload never took effect"
+                await asyncio.sleep(0.05)  # pacing of the poll
+            await load.until(load.tally.sent + 200)
+            tally = await load.stop()
+            assert cli.proc.returncode is None, "the server died writing its log"
+        code = cli.proc.returncode
+    assert tally.lost == 0 and tally.wrong == 0, tally.summary()
+    assert code == 0, f"exit status {code} after SIGTERM with stdout on a full disk"
 
 
 async def _ask(port: int, name: str) -> dns.message.Message:
-    import dns.asyncquery
-
     q = dns.message.make_query(name, "A")
     return await dns.asyncquery.udp(q, "127.0.0.1", port=port, timeout=5)
 
