@@ -19,20 +19,15 @@ from __future__ import annotations
 import asyncio
 import math
 import socket
-import struct
 from collections.abc import Callable
 from typing import Final, cast
 
-from clusterdns.dnsutil.wire import WireError, skip_name
 from clusterdns.metrics import Metrics
-from clusterdns.server.responder import UDP_QUERY_BUFFER, Responder
+from clusterdns.server.responder import UDP_QUERY_BUFFER, Responder, udp_query
 
 INF: Final = math.inf
 MAX_WRITE_BACKLOG: Final = 4 * 1024 * 1024
 """Bytes queued for sending before new replies are shed (an unbounded backlog is a known DoS)."""
-MAX_UDP_REPLY: Final = 4096
-"""The largest UDP reply, in bytes: the top of the `bufsize` range and RFC 6891's suggested
-maximum. With the 28-byte smallest EDNS query this bounds the reply/query ratio at 146."""
 RECEIVE_BUFFER: Final = 4 * 1024 * 1024
 """`SO_RCVBUF` asked for on every UDP listening socket, in bytes. CoreDNS keeps the system default,
 `net.core.rmem_default` (208 KiB on most Linux systems): a small query takes 832 bytes of it, so
@@ -40,8 +35,6 @@ it holds 256 queries, 0.13 s at 2,000 queries/s. Linux caps the request at `net.
 and doubles it for its bookkeeping (where `rmem_max` allows 4 MiB, 8 MiB is reported and holds
 about 10,000 queries; with the common default `rmem_max` of 208 KiB the buffer still doubles,
 to 512 queries). It is filled, never preallocated: an idle server's memory does not change."""
-_RR_FIXED: Final = struct.Struct("!HHIH")
-_OPT: Final = 41
 
 
 def _no_backlog() -> int:
@@ -118,10 +111,21 @@ class UDPProtocol(asyncio.DatagramProtocol):
     def _miss(
         self, data: bytes, addr: tuple[str | int, ...], transport: asyncio.DatagramTransport
     ) -> None:
+        capped = udp_query(data)
+        if capped is not data:
+            # A query advertising more than MAX_UDP_REPLY was answered, and its reply stored,
+            # as the capped query: look that up before running the chain.
+            entry = self.responder.fastpath.get(capped[2:])
+            if entry is not None:
+                if self.backlog() > MAX_WRITE_BACKLOG:
+                    self.metrics.dropped.inc(("udp_backlog",))
+                    return
+                transport.sendto(capped[:2] + entry.next_tail(), addr)
+                self.responder.replayed(entry, "udp", self.family)
+                return
         remote = (str(addr[0]), int(addr[1]))
         backlog = self.backlog
-        if len(data) > 11 and (data[10] or data[11]):
-            data = cap_advertised_size(data, MAX_UDP_REPLY)
+        data = capped
 
         def send(wire: bytes) -> None:
             if backlog() > MAX_WRITE_BACKLOG:
@@ -133,31 +137,3 @@ class UDPProtocol(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         """ICMP errors for earlier replies: nothing to do."""
-
-
-def cap_advertised_size(data: bytes, cap: int) -> bytes:
-    """Lower the UDP size a query's OPT record advertises to `cap` if it is larger.
-
-    Only the two bytes of the size change; a packet that does not walk cleanly, or whose section
-    counts the header policy rejects anyway, is returned as it is (the responder answers it).
-    """
-    an = (data[6] << 8) | data[7]
-    ns = (data[8] << 8) | data[9]
-    ar = (data[10] << 8) | data[11]
-    if (data[4] << 8) | data[5] != 1 or an > 1 or ns > 1 or ar > 2:
-        return data
-    try:
-        off = skip_name(data, 12) + 4
-        for index in range(an + ns + ar):
-            off = skip_name(data, off)
-            if off + 10 > len(data):
-                return data
-            rtype, size, _, rdlen = _RR_FIXED.unpack_from(data, off)
-            if rtype == _OPT and index >= an + ns:
-                if size <= cap:
-                    return data
-                return data[: off + 2] + cap.to_bytes(2, "big") + data[off + 4 :]
-            off += 10 + rdlen
-    except WireError:
-        return data
-    return data

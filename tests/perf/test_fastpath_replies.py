@@ -210,3 +210,14 @@ async def test_ipv6_clients_get_the_same_replay() -> None:
         second = await rig.ask(with_id(wire, 7), host="::1")
         assert rig.hits == before + 1
         assert second[2:] == first[2:] and second[:2] == b"\x00\x07"
+
+
+async def test_a_query_advertising_more_than_the_udp_cap_is_replayed_as_the_capped_query() -> None:
+    async with kubeadm_rig() as rig:
+        wire = query("api.prod.svc.cluster.local.", "A", edns=65535)
+        first = await rig.ask(wire)
+        before = rig.hits
+        second = await rig.ask(with_id(wire, 9))
+        assert rig.hits == before + 1
+        assert second[2:] == first[2:] and second[:2] == b"\x00\x09"
+        assert DNSRecord.parse(second).rr[0].rdata == DNSRecord.parse(first).rr[0].rdata

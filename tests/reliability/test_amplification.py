@@ -12,7 +12,7 @@ import pytest
 import yaml
 from dnslib import DNSRecord
 
-from clusterdns.server.udp import MAX_UDP_REPLY
+from clusterdns.server.responder import MAX_UDP_REPLY
 from tests.dnstest import running_server, tcp_exchange, udp_exchange
 from tests.reliability.support import BigRecord, opt, query
 

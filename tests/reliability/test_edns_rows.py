@@ -15,7 +15,7 @@ from clusterdns.chain.request import Request
 from clusterdns.chain.writer import ResponseWriter
 from clusterdns.dnsutil import rcode as rc
 from clusterdns.dnsutil.codec import parse_message
-from clusterdns.server.udp import MAX_UDP_REPLY
+from clusterdns.server.responder import MAX_UDP_REPLY
 from tests.dnstest import dig, running_server, tcp_exchange, udp_exchange
 from tests.reliability.support import (
     CLUSTER,
