@@ -114,21 +114,15 @@ FIXED: Final[dict[str, str]] = {
     "label-text": "a label holding '.' or '\\' was not escaped in Request.qname, so one label "
     "'api.prod.svc.cluster.local' was answered as the five-label Service name (fixed: the "
     "text form is escaped as miekg/dns writes it)",
+    "k8s-text-owner": "the kubernetes plugin built answer owners from the question's text form "
+    "(`DNSLabel(req.qname)`: split at every dot, `\\DDD` IDNA-encoded) and split that text at "
+    "every dot: with `pods insecure`, byte 0xff in the label left of a pod address came back as "
+    "`xn--wda`, byte 0x80 crashed the handler (SERVFAIL) and a label holding a dot was answered "
+    "with another owner (fixed: owners are `Request.owner`, names split at unescaped dots only)",
 }
 """Bugs found by fuzzing and fixed; their reproducers (`fuzz/crashes/*/fixed.*`) must pass."""
 
-KNOWN: Final[dict[str, str]] = {
-    "k8s-text-owner": (
-        "the kubernetes plugin still reads names from the question's text form: it builds answer "
-        "owners with `label_of(req.qname)` (DNSLabel(str): splits at every dot, IDNA-encodes "
-        "`\\DDD`; clusterdns/plugins/kubernetes/handler.py:167-249) and splits the text at every "
-        "dot, escaped or not (names.py:109). With `pods insecure`, a pod name under a first "
-        "label holding a dot (`\\.0-244-9-9.prod.pod.cluster.local`) is answered as the pod "
-        "with the owner `\\`.`0-244-9-9`... (CoreDNS: NXDOMAIN), byte 0xff comes back as "
-        "`xn--wda`, and byte 0x80 crashes the handler (SERVFAIL, a panic). The text-escapes "
-        "fix of template and hosts (Request.owner) is still to be made in kubernetes"
-    ),
-}
+KNOWN: Final[dict[str, str]] = {}
 """Bugs found by fuzzing and reported, not yet fixed; the reproducers are in `fuzz/crashes/`."""
 
 
@@ -155,20 +149,6 @@ def header(
 ) -> bytes:
     """A 12-byte DNS header."""
     return HEADER.pack(qid, flags, qd, an, ns, ar)
-
-
-def kubernetes_text_bug(labels: tuple[bytes, ...]) -> str | None:
-    """The known bug a cluster.local name runs into when the text form escapes one of its bytes.
-
-    The kubeadm chain's `kubernetes` plugin rebuilds owners from `req.qname` (bug
-    `k8s-text-owner`): a name under cluster.local with a dot, a backslash or a byte outside
-    0x21-0x7e in a label may be answered with another owner, or crash the handler.
-    """
-    if len(labels) < 2 or (labels[-2].lower(), labels[-1].lower()) != (b"cluster", b"local"):
-        return None
-    if any(b < 0x21 or b > 0x7E or b in b".\\" for label in labels for b in label):
-        return "k8s-text-owner"
-    return None
 
 
 def _question_labels(msg: DNSRecord) -> tuple[bytes, ...]:
@@ -610,7 +590,6 @@ def check_replies(q: Query, replies: list[bytes], *, relayed: bool = False) -> N
         check(
             any(_same_name(o, labels) for o in owners),
             f"no answer record is owned by the question name ({owners[0]!r} vs {labels!r})",
-            bug=kubernetes_text_bug(labels),
         )
 
 
@@ -627,13 +606,7 @@ def responder(data: bytes) -> None:
         before = served.panics
         replies = served.ask(data, proto)
         q = Query.of(data, proto)
-        check(
-            served.panics == before,
-            "a handler raised (the server recovered with SERVFAIL)",
-            bug=kubernetes_text_bug(_question_labels(q.msg))
-            if q.msg is not None and q.msg.questions
-            else None,
-        )
+        check(served.panics == before, "a handler raised (the server recovered with SERVFAIL)")
         check_replies(q, replies)
 
 

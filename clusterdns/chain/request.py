@@ -3,10 +3,11 @@ r"""Request: one decoded query plus where it came from, with derived fields comp
 dnslib values are converted to plain str/int here so plugin code never handles dnslib internals
 for the question or EDNS. `edns` may be replaced by a plugin (bufsize) before later plugins run.
 
-The question's text form (`qname`, `name`) is RFC 1035 master-file text (`name_text`): a dot or
-backslash inside a label is backslash-escaped (`\.`, `\\`), and bytes outside 0x21-0x7e are
-written as a backslash and three decimal digits. So a label holding dots never reads as several
-labels, and two texts are equal only for the same wire name. Owners of answers come from `owner`
+The question's text form (`qname`, `name`) is RFC 1035 master-file text (`name_text`), as
+miekg/dns writes it: a dot, backslash, space or one of `"'();@` inside a label is
+backslash-escaped (`\.`, `\\`, `\ `), and other bytes outside 0x21-0x7e are written as a
+backslash and three decimal digits. So a label holding dots never reads as several labels,
+and two texts are equal only for the same wire name. Owners of answers come from `owner`
 (the wire labels), never from the text; text that must become a name again goes through
 `text_labels` (dnslib's `DNSLabel(str)` splits at every dot and IDNA-encodes escapes).
 """
@@ -27,13 +28,12 @@ MAX_LABEL: Final = 63
 MAX_NAME: Final = 255
 """The longest label and name on the wire, in octets (RFC 1035 §2.3.4)."""
 
-BACKSLASHED: Final = b".\\"
-"""Printable label bytes written with a backslash before them.
+BACKSLASHED: Final = b". \\\"'();@"
+"""Label bytes written with a backslash before them: miekg/dns's set (`isDomainNameLabelSpecial`).
 
-miekg/dns also backslash-escapes space and `"'();@` (it writes space as `\\ `, not `\\032`).
-Those stay as dnslib writes them (space as `\\032`, the others bare) while `forward` and `cache`
-compare a reply's question with `str(DNSLabel)`: the two forms must agree for every name but
-the ones holding a dot or backslash. Add them here once those compare with `name_text`.
+A space is written `\\ ` (not `\\032`); `"'();@` get a backslash so that the text reads back
+as the same name in a zone file, where they mean something. Every comparison of a name from
+another source goes through `name_text` too (`forward` and `cache` check a reply's question so).
 """
 _PLAIN: Final = bytes(b for b in range(0x21, 0x7F) if b not in BACKSLASHED)
 """Label bytes that stand for themselves in the text form."""
@@ -48,9 +48,9 @@ _ESCAPED: Final = tuple(
 def name_text(labels: tuple[bytes, ...]) -> str:
     r"""Return the absolute text form of a name given as wire labels (master-file escapes).
 
-    A dot or backslash inside a label gets a backslash (`BACKSLASHED`), bytes outside 0x21-0x7e
-    are written `\DDD`; the root is `.`. An ordinary name (the common case) costs one join and
-    one scan of its bytes.
+    A dot, backslash, space or `"'();@` inside a label gets a backslash (`BACKSLASHED`), other
+    bytes outside 0x21-0x7e are written `\DDD`; the root is `.`. An ordinary name (the common
+    case) costs one join and one scan of its bytes.
     """
     if not labels:
         return "."

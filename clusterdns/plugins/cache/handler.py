@@ -27,7 +27,7 @@ from dnslib import DNSHeader, DNSRecord
 
 from clusterdns.chain.fastpath import Generations, HitHook, Offer
 from clusterdns.chain.handler import Handler, next_or_failure
-from clusterdns.chain.request import Request
+from clusterdns.chain.request import Request, name_text
 from clusterdns.chain.writer import CaptureWriter, ResponseWriter, WriterWrapper
 from clusterdns.dnsutil import rcode as rc
 from clusterdns.dnsutil.names import match_zone
@@ -60,7 +60,7 @@ def question_matches(req: Request, msg: DNSRecord) -> bool:
         return False
     q = msg.questions[0]
     return (
-        str(q.qname).lower() == req.name
+        name_text(q.qname.label).lower() == req.name  # escaped as `Request.name`
         and int(q.qtype) == req.qtype
         and int(q.qclass) == req.qclass
     )

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from clusterdns.corefile import Directive
+from clusterdns.corefile.directive import nul_message
 from clusterdns.dnsutil import rcode as rc
 from clusterdns.dnsutil.duration import format_duration, parse_duration
 from clusterdns.dnsutil.names import normalize, valid_domain
@@ -401,12 +402,20 @@ def _rcodes(opt: Directive, *, failover: bool) -> list[int]:
 
 
 def _check_readable(opt: Directive, paths: list[str]) -> None:
+    """Open each file argument once, so a missing or unreadable file is an error at this line.
+
+    Raises:
+        CorefileError: a file that cannot be read, or a name holding a NUL byte (which makes
+            `open` raise ValueError, not OSError), naming the argument.
+    """
     for index, path in enumerate(paths):
         try:
             with open(path, "rb"):
                 pass
         except OSError as exc:
             raise opt.arg_error(index, f"error reading {path}: {exc.strerror or exc}") from exc
+        except ValueError as exc:  # "embedded null byte"
+            raise opt.arg_error(index, nul_message(path)) from exc
 
 
 # -- TO words ------------------------------------------------------------------------------------

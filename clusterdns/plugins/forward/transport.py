@@ -26,7 +26,7 @@ from dnslib import RR, DNSError, DNSRecord, EDNSOption
 from dnslib.buffer import BufferError as DNSBufferError
 from dnslib.label import DNSLabelError
 
-from clusterdns.chain.request import Edns, Request
+from clusterdns.chain.request import Edns, Request, name_text
 from clusterdns.chain.writer import copy_header
 from clusterdns.dnsutil import rcode as rc
 from clusterdns.dnsutil.codec import parse_message
@@ -234,7 +234,7 @@ def check_reply(data: bytes, qid: int, question: Question) -> DNSRecord | str:
         return "malformed"
     q = msg.questions[0]
     if (
-        str(q.qname).lower() != question.name
+        name_text(q.qname.label).lower() != question.name  # the text of `Request.name`
         or int(q.qtype) != question.qtype
         or int(q.qclass) != question.qclass
     ):

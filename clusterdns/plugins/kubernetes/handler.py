@@ -33,6 +33,7 @@ from clusterdns.plugins.kubernetes.names import NameKind, RecordRequest
 from clusterdns.plugins.kubernetes.records import (
     ClusterView,
     ExternalTarget,
+    Owner,
     RegisteringSRV,
     Triple,
     address_rr,
@@ -200,17 +201,17 @@ class Kubernetes:
             address = names.reverse_address(name)
             if address is not None:
                 targets = self.view.reverse_targets(address)
-                return _Lookup(bool(targets), [ptr_rr(req.qname, t, ttl) for t in targets])
+                return _Lookup(bool(targets), [ptr_rr(req.owner, t, ttl) for t in targets])
         parsed = names.parse(name, zone)
         kind = parsed.kind
         if kind is NameKind.DNS_VERSION:
             if qtype == rc.TXT:
-                return _Lookup(True, [dns_version_rr(req.qname)])
+                return _Lookup(True, [dns_version_rr(req.owner)])
             return _Lookup(False)  # quirk Q3
         if kind is NameKind.APEX and qtype == rc.NS:
             state.replayable = False
             pairs = self.view.nameservers(zone_text, self.local_addresses())
-            answer = [ns_rr(req.qname, t, ttl) for t in dict.fromkeys(t for t, _ in pairs)]
+            answer = [ns_rr(req.owner, t, ttl) for t in dict.fromkeys(t for t, _ in pairs)]
             return _Lookup(True, answer, [address_rr(t, ip, ttl) for t, ip in pairs])
         if qtype == rc.TXT:
             # Exists only when the name selects something (quirk Q1); no TXT is synthesised.
@@ -220,14 +221,14 @@ class Kubernetes:
             return _Lookup(kind is not NameKind.NS_DNS and self._exists(parsed))
         if qtype in (rc.A, rc.AAAA):
             chain = _enclosing.get()
-            return await self._addresses(req, req.qname, name, zone, zone_text, chain, state)
+            return await self._addresses(req, req.owner, name, zone, zone_text, chain, state)
         if kind is NameKind.SERVICE:
             items = self.view.service_items(parsed)
             if qtype == rc.SRV:
-                answer, extra = srv_records(req.qname, items, zone_text, ttl)
+                answer, extra = srv_records(req.owner, items, zone_text, ttl)
                 return _Lookup(bool(items), answer, extra)
             if qtype == rc.CNAME and items and isinstance(items[0], ExternalTarget):
-                return _Lookup(True, [cname_rr(req.qname, items[0].target, ttl)])
+                return _Lookup(True, [cname_rr(req.owner, items[0].target, ttl)])
             return _Lookup(bool(items))
         if kind is NameKind.POD and qtype == rc.SRV:
             return self._pod_srv(req, parsed, zone)
@@ -245,9 +246,7 @@ class Kubernetes:
         ip, _ = found
         ttl = self.config.ttl_s
         target = f"{parsed.service}.{parsed.namespace}.pod.{zone}"
-        srv = RR(
-            label_of(req.qname), rc.SRV, rdata=RegisteringSRV(0, 100, 0, label_of(target)), ttl=ttl
-        )
+        srv = RR(req.owner, rc.SRV, rdata=RegisteringSRV(0, 100, 0, label_of(target)), ttl=ttl)
         return _Lookup(True, [srv], [address_rr(target, ip, ttl)])
 
     def _exists(self, parsed: RecordRequest) -> bool:
@@ -277,14 +276,18 @@ class Kubernetes:
     async def _addresses(
         self,
         req: Request,
-        owner: str,
+        owner: Owner,
         name: str,
         zone: str,
         zone_text: str,
         chain: tuple[Link, ...],
         state: _State,
     ) -> _Lookup:
-        """A/AAAA for `name` (lower case; records owned by `owner`), following ExternalNames."""
+        """A/AAAA for `name` (lower case; records owned by `owner`), following ExternalNames.
+
+        `owner` is the question's own labels (`Request.owner`) for the question name, else the
+        text of an in-zone CNAME target.
+        """
         qtype = req.qtype
         want = 6 if qtype == rc.AAAA else 4
         ttl = self.config.ttl_s
@@ -318,7 +321,7 @@ class Kubernetes:
     async def _follow(
         self,
         req: Request,
-        owner: str,
+        owner: Owner,
         name: str,
         target: str,
         zone: str,
@@ -359,7 +362,7 @@ class Kubernetes:
         if head is None:
             return None
         header = DNSHeader(id=req.id, rd=1)
-        query = DNSRecord(header, q=DNSQuestion(target, req.qtype))
+        query = DNSRecord(header, q=DNSQuestion(label_of(target), req.qtype))
         query.add_ar(EDNS0(udp_len=req.max_size, flags="do" if req.do else ""))
         wire = bytes(query.pack())
         sub = Request(

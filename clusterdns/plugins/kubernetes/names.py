@@ -1,8 +1,15 @@
-"""Query names of the kubernetes plugin -> typed requests (spec §6.3, §6.7, §6.8).
+r"""Query names of the kubernetes plugin -> typed requests (spec §6.3, §6.7, §6.8).
 
 Pure functions over lower-case absolute names: no store, no configuration, no dnslib. The
 handler decides what a parsed name means for a query type; this module only says what shape
 the name has. Nothing here raises for any input: an unusable name is `NameKind.INVALID`.
+
+Names are the chain's escaped text (`Request.name`), split only at dots that end a label (as
+CoreDNS's `dns.SplitDomainName`): a label holding a byte the text escapes (a dot, a backslash,
+a space, `"'();@`, or one outside 0x21-0x7e) keeps its escapes (`a\.b`, `\255`), so it never
+matches a namespace, Service, port, endpoint or pod address: such a name is a name error like
+any other unknown one. Only the
+labels a pod name ignores, left of its address, may hold anything (as in CoreDNS).
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Final
 
-from clusterdns.dnsutil.names import strip_zone
+from clusterdns.dnsutil.names import is_subdomain, split_labels, strip_zone
 
 SVC: Final = "svc"
 POD: Final = "pod"
@@ -81,7 +88,7 @@ INVALID: Final = RecordRequest(NameKind.INVALID)
 
 def is_reverse(name: str) -> bool:
     """Whether a lower-case absolute name is in the in-addr.arpa. or ip6.arpa. tree."""
-    return name in (IN_ADDR_ARPA, IP6_ARPA) or name.endswith(("." + IN_ADDR_ARPA, "." + IP6_ARPA))
+    return is_subdomain(name, IN_ADDR_ARPA) or is_subdomain(name, IP6_ARPA)
 
 
 def _strip_underscore(label: str) -> str:
@@ -106,7 +113,7 @@ def parse(name: str, zone: str) -> RecordRequest:
         if address is None:
             return INVALID
         return RecordRequest(NameKind.REVERSE, address=address)
-    labels = rel.split(".")
+    labels = split_labels(rel)
     top = labels[-1]
     if top not in (SVC, POD):
         return INVALID
@@ -142,16 +149,16 @@ def reverse_address(name: str) -> str | None:
     `1.0.96.10.in-addr.arpa.` -> `10.96.0.1`; 32 single-hex-digit labels under `ip6.arpa.` ->
     the compressed IPv6 text. Octets with leading zeros do not parse.
     """
-    if name.endswith("." + IN_ADDR_ARPA):
-        labels = name[: -len(IN_ADDR_ARPA) - 1].split(".")
+    if name != IN_ADDR_ARPA and is_subdomain(name, IN_ADDR_ARPA):
+        labels = split_labels(name[: -len(IN_ADDR_ARPA) - 1])
         if len(labels) != 4 or not all(label and set(label) <= _DIGITS for label in labels):
             return None
         try:
             return str(ipaddress.IPv4Address(".".join(reversed(labels))))
         except ValueError:
             return None
-    if name.endswith("." + IP6_ARPA):
-        labels = name[: -len(IP6_ARPA) - 1].split(".")
+    if name != IP6_ARPA and is_subdomain(name, IP6_ARPA):
+        labels = split_labels(name[: -len(IP6_ARPA) - 1])
         if len(labels) != 32 or not all(len(label) == 1 and label in _HEX for label in labels):
             return None
         digits = "".join(reversed(labels))

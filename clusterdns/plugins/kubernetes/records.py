@@ -12,11 +12,12 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Final
+from typing import Final, TypeAlias
 
 from dnslib import AAAA, CNAME, NS, PTR, RR, SOA, SRV, TXT, A
 from dnslib.label import DNSLabel
 
+from clusterdns.chain.request import text_labels
 from clusterdns.dnsutil import rcode as rc
 from clusterdns.k8s.objects import EndpointAddress, EndpointSlice, Port, Service
 from clusterdns.k8s.store import Store
@@ -32,6 +33,9 @@ SOA_EXPIRE_S: Final = 86400
 MAX_POD_NAME: Final = 63
 """Longest targetRef (pod) name usable as an endpoint name."""
 MAX_POINTER_OFFSET: Final = 0x3FFF
+
+Owner: TypeAlias = str | DNSLabel
+"""A record's owner: the question's own labels (`Request.owner`), or a name as escaped text."""
 
 
 def join(*parts: str) -> str:
@@ -279,11 +283,15 @@ class RegisteringSRV(SRV):  # type: ignore[misc]  # dnslib is untyped
 # records themselves are built fresh for every reply.
 
 
-def label_of(name: str | DNSLabel) -> DNSLabel:
-    """`DNSLabel(name)`, memoised for text; a DNSLabel is returned as it is.
+def label_of(name: Owner) -> DNSLabel:
+    r"""Return the wire labels of a name: text read with its escapes (memoised), a DNSLabel as is.
 
-    (DNSLabel compares without regard to case, so it must never be a memo key: the memo would
-    hand back another letter case.)
+    Text in the chain's form (`chain.request.name_text`): `a\.b.` is one label. Names without
+    a backslash go to `DNSLabel(text)` as before. (DNSLabel compares without regard to case, so
+    it must never be a memo key: the memo would hand back another letter case.)
+
+    Raises:
+        ValueError: text that is not a name (`chain.request.text_labels`).
     """
     if isinstance(name, DNSLabel):
         return name
@@ -292,7 +300,7 @@ def label_of(name: str | DNSLabel) -> DNSLabel:
 
 @lru_cache(maxsize=16384)
 def _label(name: str) -> DNSLabel:
-    return DNSLabel(name)
+    return DNSLabel(text_labels(name)) if "\\" in name else DNSLabel(name)
 
 
 @lru_cache(maxsize=16384)
@@ -305,26 +313,26 @@ def _aaaa(ip: str) -> AAAA:
     return AAAA(ip)
 
 
-def address_rr(owner: str, ip: str, ttl: int) -> RR:
+def address_rr(owner: Owner, ip: str, ttl: int) -> RR:
     """An A or AAAA record for `ip`."""
     if family(ip) == 6:
         return RR(label_of(owner), rc.AAAA, rdata=_aaaa(ip), ttl=ttl)
     return RR(label_of(owner), rc.A, rdata=_a(ip), ttl=ttl)
 
 
-def cname_rr(owner: str, target: str, ttl: int) -> RR:
+def cname_rr(owner: Owner, target: str, ttl: int) -> RR:
     """A CNAME record."""
     return RR(label_of(owner), rc.CNAME, rdata=CNAME(label_of(target)), ttl=ttl)
 
 
-def ptr_rr(owner: str, target: str, ttl: int) -> RR:
+def ptr_rr(owner: Owner, target: str, ttl: int) -> RR:
     """A PTR record."""
     return RR(label_of(owner), rc.PTR, rdata=PTR(label_of(target)), ttl=ttl)
 
 
-def ns_rr(owner: str, target: str, ttl: int) -> RR:
+def ns_rr(owner: Owner, target: str, ttl: int) -> RR:
     """An NS record."""
-    return RR(owner, rc.NS, rdata=NS(target), ttl=ttl)
+    return RR(label_of(owner), rc.NS, rdata=NS(label_of(target)), ttl=ttl)
 
 
 @lru_cache(maxsize=256)
@@ -341,9 +349,9 @@ def soa_rr(zone: str, ttl: int, serial: int) -> RR:
     return RR(label_of(zone), rc.SOA, rdata=_soa(zone, ttl, serial), ttl=min(ttl, MAX_SOA_TTL_S))
 
 
-def dns_version_rr(owner: str) -> RR:
+def dns_version_rr(owner: Owner) -> RR:
     """`dns-version.<zone>. 28800 IN TXT "1.1.0"`."""
-    return RR(owner, rc.TXT, rdata=TXT(DNS_SCHEMA_VERSION), ttl=DNS_VERSION_TTL_S)
+    return RR(label_of(owner), rc.TXT, rdata=TXT(DNS_SCHEMA_VERSION), ttl=DNS_VERSION_TTL_S)
 
 
 def srv_weight(count: int) -> int:
@@ -352,7 +360,7 @@ def srv_weight(count: int) -> int:
 
 
 def srv_records(
-    owner: str, items: Iterable[Item], zone: str, ttl: int
+    owner: Owner, items: Iterable[Item], zone: str, ttl: int
 ) -> tuple[list[RR], list[RR]]:
     """SRV answers and their glue for the triples among `items` (spec §6.5).
 

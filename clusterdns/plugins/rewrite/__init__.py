@@ -21,8 +21,14 @@ CoreDNS): when the only rules that matched are `continue` rules that ask for no 
 without `revert`), the reply goes out as the later plugins wrote it, with the rewritten question.
 
 If a rule leaves a question name that is not a valid domain name (an empty label, a label over 63
-characters, a name over 255), the query fails with SERVFAIL and the error
-`invalid name after rewrite: NAME`.
+octets, a name over 255, a bad escape), the query fails with SERVFAIL and the error
+`invalid name after rewrite: NAME`; so does a reply name that an `answer` rule leaves invalid.
+
+Names are matched and rewritten in the text form CoreDNS writes them in: a dot, backslash, space
+or one of `"'();@` inside a label has a backslash before it, other bytes outside 33-126 are
+written `\DDD`. So `a\.b.example.org.` is the one label `a.b` under `example.org.`: FROM and TO
+may use the same escapes (`name exact a\.b.example.org c.example.org`), and a regex sees them
+(`\\\.` matches the dot inside a label).
 
 ### Fields
 

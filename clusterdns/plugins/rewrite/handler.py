@@ -1,4 +1,4 @@
-"""The `rewrite` handler: run the rules, pass a rewritten copy of the query on, revert the reply.
+r"""The `rewrite` handler: run the rules, pass a rewritten copy of the query on, revert the reply.
 
 The client's message is never changed: when a rule changes the question or the EDNS options, the
 later plugins (cache, kubernetes, forward) get a new Request built from a new message. The reply
@@ -6,6 +6,11 @@ goes back through `Reverter`, which writes a new message: the client's question 
 response rules applied in reverse rule order to every record of every section. Exception (spec
 §23 Q30, copied from CoreDNS): when only `continue` rules matched and none asked for a reply
 change, the reply is passed on as the later plugins wrote it, with the rewritten question.
+
+Names are the chain's escaped text (`Request.qname`, `chain.request.name_text`) on both sides:
+rules match the question's text and reply names are read into the same form, and text goes
+back to wire labels through `chain.request.text_labels`, so a label holding a dot, a backslash
+or odd bytes round-trips (`a\.b.example.org.` stays one label `a.b`).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from dnslib.label import DNSBuffer, DNSLabel, DNSLabelError
 
 from clusterdns.chain.fastpath import Offer
 from clusterdns.chain.handler import Handler, next_or_failure
-from clusterdns.chain.request import Edns, Request
+from clusterdns.chain.request import MAX_NAME, Edns, Request, name_text, text_labels
 from clusterdns.chain.writer import ResponseWriter, WriterWrapper, copy_header, full_rcode
 from clusterdns.dnsutil import rcode as rc
 from clusterdns.dnsutil.names import valid_domain
@@ -59,33 +64,53 @@ CLIENT_VARIABLES: Final = frozenset(
 # -- record data names -----------------------------------------------------------------------
 
 
+def wire_label(name: str) -> DNSLabel | None:
+    r"""The wire labels of an absolute name in escaped text, or None when it is no valid name.
+
+    `a\.b.example.org.` is three labels, the first `a.b`; `\DDD` is one byte (as
+    `chain.request.text_labels` reads it). Not valid: a relative name, an empty label, a label
+    over 63 or a name over 255 octets, a bad escape.
+    """
+    if not valid_domain(name):
+        return None
+    if name == ".":
+        return DNSLabel(())
+    if "\\" not in name and name.isascii():
+        # The common case, checked by valid_domain but for the name's length on the wire.
+        return DNSLabel(tuple(name[:-1].encode().split(b"."))) if len(name) < MAX_NAME else None
+    try:
+        return DNSLabel(text_labels(name))
+    except ValueError:
+        return None
+
+
 def _name_of_raw(data: bytes) -> str | None:
     try:
-        return str(DNSBuffer(data).decode_name())
+        return name_text(DNSBuffer(data).decode_name().label)
     except (BufferError, DNSLabelError, IndexError, ValueError):
         return None
 
 
 def record_value(rr: RR) -> str | None:
-    """The name in a record's data, for the types `answer value` and `answer auto` rewrite."""
+    """The name in a record's data (escaped text), for `answer value` and `answer auto`."""
     rtype = int(rr.rtype)
     rd = rr.rdata
     if rtype in (rc.CNAME, rc.NS, rc.PTR, DNAME) and isinstance(rd, CNAME):
-        return str(rd.label)
+        return name_text(rd.label.label)
     if rtype == DNAME and isinstance(rd, RD):
         return _name_of_raw(bytes(rd.data))
     if rtype == rc.MX and isinstance(rd, MX):
-        return str(rd.label)
+        return name_text(rd.label.label)
     if rtype == rc.SRV and isinstance(rd, SRV):
-        return str(rd.target)
+        return name_text(rd.target.label)
     if rtype == rc.SOA and isinstance(rd, SOA):
-        return str(rd.mname)
+        return name_text(rd.mname.label)
     if rtype == NAPTR_TYPE and isinstance(rd, NAPTR):
-        return str(rd.replacement)
+        return name_text(rd.replacement.label)
     return None
 
 
-def with_value(rr: RR, value: str) -> object:
+def with_value(rr: RR, value: DNSLabel) -> object:
     """New record data: `rr`'s data with its name replaced by `value`."""
     rd = rr.rdata
     if isinstance(rd, CNAME):
@@ -99,7 +124,7 @@ def with_value(rr: RR, value: str) -> object:
     if isinstance(rd, NAPTR):
         return NAPTR(rd.order, rd.preference, rd.flags, rd.service, rd.regexp, value)
     buf = DNSBuffer()
-    buf.encode_name_nocompress(DNSLabel(value))
+    buf.encode_name_nocompress(value)
     return RD(bytes(buf.data))  # DNAME, kept raw: its target is never compressed
 
 
@@ -150,11 +175,12 @@ def revert_reply(
                 out.append(rr)
                 continue
             value = record_value(rr)
-            record = Record(owner=str(rr.rname), ttl=int(rr.ttl), value=value)
+            owner = name_text(rr.rname.label)
+            record = Record(owner=owner, ttl=int(rr.ttl), value=value)
             for rule in ordered:
                 rule.on_record(record)
                 rule.on_reply(state)
-            out.append(_rebuilt(rr, record, value))
+            out.append(_rebuilt(rr, record, owner, value))
         sections.append(out)
     if records == 0:
         for rule in ordered:
@@ -174,13 +200,29 @@ def revert_reply(
     return DNSRecord(header, questions=questions, rr=answer, auth=authority, ar=additional)
 
 
-def _rebuilt(rr: RR, record: Record, value: str | None) -> RR:
-    owner_changed = record.owner != str(rr.rname)
+def _rebuilt(rr: RR, record: Record, owner: str, value: str | None) -> RR:
+    """`rr` as the response rules left `record` (`owner` and `value`: its names before).
+
+    Raises:
+        PluginError: a rewritten name is not a valid domain name (the client gets SERVFAIL).
+    """
+    owner_changed = record.owner != owner
     value_changed = record.value is not None and record.value != value
     if not owner_changed and not value_changed and record.ttl == int(rr.ttl):
         return rr
-    rdata = with_value(rr, record.value) if value_changed and record.value else rr.rdata
-    return RR(record.owner, rr.rtype, rclass=rr.rclass, ttl=record.ttl, rdata=rdata)
+    rdata = rr.rdata
+    if value_changed and record.value:
+        rdata = with_value(rr, _label_after_rewrite(record.value))
+    rname = _label_after_rewrite(record.owner) if owner_changed else rr.rname
+    return RR(rname, rr.rtype, rclass=rr.rclass, ttl=record.ttl, rdata=rdata)
+
+
+def _label_after_rewrite(name: str) -> DNSLabel:
+    """`wire_label(name)`; PluginError (SERVFAIL) when a rule left no valid name."""
+    label = wire_label(name)
+    if label is None:
+        raise PluginError(NAME, f"invalid name after rewrite: {name}", bare=True)
+    return label
 
 
 class NoReplay(WriterWrapper):
@@ -229,7 +271,11 @@ def query_of(req: Request) -> Query:
 
 
 def rewritten_request(req: Request, query: Query) -> Request:
-    """A new Request carrying the rewritten question and options; `req` is not changed."""
+    """A new Request carrying the rewritten question and options; `req` is not changed.
+
+    Raises:
+        PluginError: the rewritten name is not a valid domain name.
+    """
     edns: Edns | None = None
     additional = [rr for rr in req.msg.ar if rr.rtype != rc.OPT]
     if query.options is not None:
@@ -244,7 +290,7 @@ def rewritten_request(req: Request, query: Query) -> Request:
         additional.append(_opt_record(edns.udp_size, ttl, query.options))
     msg = DNSRecord(
         copy_header(req.msg.header),
-        questions=[DNSQuestion(query.name, query.qtype, query.qclass)],
+        questions=[DNSQuestion(_label_after_rewrite(query.name), query.qtype, query.qclass)],
         rr=list(req.msg.rr),
         auth=list(req.msg.auth),
         ar=additional,
@@ -287,8 +333,7 @@ class Rewrite:
             found = rule.apply(query)
             if found is None:
                 continue
-            if not valid_domain(query.name):
-                raise PluginError(NAME, f"invalid name after rewrite: {query.name}", bare=True)
+            _label_after_rewrite(query.name)
             responses.extend(found)
             per_client = per_client or index in self._per_client
             if rule.mode is Mode.STOP:

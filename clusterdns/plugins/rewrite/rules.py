@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
+from clusterdns.dnsutil.names import escaped_at
 from clusterdns.plugins.rewrite.regex import expand, rewrite_string
 
 NSID_CODE = 3
@@ -144,7 +145,7 @@ class Remap:
     """`answer auto` for exact, prefix, substring and regex rules.
 
     The rewritten name, and names below it, get the original name back (compared without regard
-    to letter case).
+    to letter case). Names are escaped text (`chain.request.name_text`).
     """
 
     rewritten: str
@@ -157,7 +158,13 @@ class Remap:
         if low == target:
             return self.original
         cut = len(text) - len(target)
-        if cut > 0 and text[cut - 1] == "." and low[cut:] == target:
+        # Below it only if the dot before it ends a label (`a\.b.x.` is not below `b.x.`).
+        if (
+            cut > 0
+            and text[cut - 1] == "."
+            and low[cut:] == target
+            and not escaped_at(text, cut - 1)
+        ):
             return text[:cut] + self.original
         return text
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import dns.asyncquery
 import dns.flags
 import dns.message
+import dns.name
 import dns.rcode
 import dns.rdatatype
 import pytest
@@ -194,6 +195,75 @@ async def test_edns_follows_bufsize_and_absent_edns_stays_absent() -> None:
         with_edns, without = up.queries()
         assert with_edns.edns_size == 1232
         assert without.edns_size is None
+
+
+ODD_LABELS = [
+    b"a.b",  # a dot inside a label
+    b"a\\b",
+    b"a b",
+    b"a@b",
+    b"x;y(z)\"'",
+    b"\x00\x7f",  # bytes dnslib parses (the scripted upstream drops non-UTF-8 names)
+]
+"""First labels whose text differs between `Request.name` (escaped) and dnslib's `str()`."""
+
+
+@pytest.mark.parametrize("first", ODD_LABELS, ids=repr)
+async def test_names_with_odd_labels_are_relayed_and_cached(first: bytes) -> None:
+    """forward and cache compare the reply's question in the escaped text form of the query.
+
+    When they compared dnslib's text with it, such a reply was discarded as not matching the
+    question: the client got SERVFAIL after the read timeout.
+    """
+    name = dns.name.Name((first, b"example", b"com", b""))
+    zone = Zone()
+    if first != b"a.b":  # dnslib's zone text cannot write a dot inside a label
+        owner = "".join(f"\\{b:03d}" for b in first) + ".example.com."
+        zone.add(f"{owner} 60 IN A 192.0.2.7")
+    async with (
+        scripted_upstream(zone) as up,
+        running_server(corefile("cache 30", fwd(up, options=("read_timeout 2s",)))) as server,
+    ):
+        replies = []
+        for _ in range(2):  # the second from the cache
+            q = dns.message.make_query(name, "A")
+            replies.append(
+                await dns.asyncquery.udp(q, "127.0.0.1", port=server.port(), timeout=TIMEOUT_S)
+            )
+        assert len(up.queries(not_probe)) == 1
+    for r in replies:
+        assert r.question[0].name.labels == name.labels, r  # byte for byte
+        if first == b"a.b":
+            assert r.rcode() == dns.rcode.NXDOMAIN and not r.answer, r
+            assert r.authority[0].name == dns.name.from_text("example.com."), r
+        else:
+            assert r.rcode() == dns.rcode.NOERROR and addresses(r) == ["192.0.2.7"], r
+            assert r.answer[0].name.labels == name.labels, r
+
+
+async def test_a_label_holding_a_dot_is_not_in_the_cluster_zone_and_goes_upstream() -> None:
+    r"""`evil\.cluster.local.` is the one label `evil.cluster` under `local.` (as in CoreDNS).
+
+    kubernetes must not take it for a name in cluster.local (it once answered NXDOMAIN with its
+    own SOA); forward relays it and the upstream's answer comes back.
+    """
+    yaml = Path(__file__).resolve().parents[2] / "fixtures/k8s/reference.yaml"
+    kubernetes = f"kubernetes cluster.local {{\n        from_yaml {yaml}\n    }}"
+    async with (
+        scripted_upstream() as up,
+        running_server(corefile(kubernetes, fwd(up))) as server,
+    ):
+        evil = dns.name.Name((b"evil.cluster", b"local", b""))
+        r = await dns.asyncquery.udp(
+            dns.message.make_query(evil, "A"), "127.0.0.1", port=server.port(), timeout=TIMEOUT_S
+        )
+        assert r.rcode() == dns.rcode.NXDOMAIN and r.question[0].name.labels == evil.labels
+        assert r.authority[0].name == dns.name.root, r  # the upstream's SOA
+        assert [q.qname for q in up.queries(not_probe)] == ["evil.cluster.local."]  # dnslib's text
+        r = await ask(server, "nosuch.cluster.local.")
+        assert r.rcode() == dns.rcode.NXDOMAIN
+        assert r.authority[0].name == dns.name.from_text("cluster.local."), r  # kubernetes's
+        assert len(up.queries(not_probe)) == 1
 
 
 # -- failures, failover and health ---------------------------------------------------------------

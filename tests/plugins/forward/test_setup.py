@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from clusterdns.errors import CorefileErrors
+from clusterdns.corefile import parse
+from clusterdns.errors import CorefileError, CorefileErrors
 from clusterdns.metrics import Metrics
 from clusterdns.plugins.forward import Forward, ForwardConfig, shared_for
 from clusterdns.plugins.forward.config import Policy, TLSFiles, Transport, UpstreamAddr
+from clusterdns.plugins.forward.config import parse as parse_forward
 from clusterdns.plugins.forward.transport import UpstreamQuery
 from clusterdns.plugins.whoami import Whoami
 from tests.dnstest import build_config, make_request
@@ -326,6 +328,14 @@ INVALID = [
         want="Corefile:2: forward: could not load TLS settings",
     ),
     SetupCase(
+        body=block("forward . tls://127.0.0.1", "tls /etc/\x00ca.pem"),
+        want="Corefile:3: forward: invalid file name '/etc/\\x00ca.pem': it holds a NUL byte",
+    ),
+    SetupCase(
+        body=block("forward . tls://127.0.0.1", "tls {resolv} /etc/\x00key.pem"),
+        want="Corefile:3: forward: invalid file name '/etc/\\x00key.pem': it holds a NUL byte",
+    ),
+    SetupCase(
         body=block("forward . 127.0.0.1", "resolver 127.0.0.1"),
         want="Corefile:3: forward: resolver is not supported by clusterdns: upstreams must be IP "
         "addresses or resolv.conf files, so there are no hostnames to resolve",
@@ -367,6 +377,17 @@ def test_invalid(case: SetupCase, files: dict[str, str]) -> None:
     assert isinstance(case.want, str)
     message = str(info.value)
     assert message.startswith(resolve(case.want, files)), message
+
+
+@pytest.mark.parametrize("option", ["tls /etc/\x00ca.pem", "tls {resolv} {resolv} /\x00ca"])
+def test_parse_reports_a_nul_byte_in_a_tls_file_itself(option: str, files: dict[str, str]) -> None:
+    """Not only through chain.build's backstop: forward's own parse names the file and line."""
+    text = corefile(block("forward . tls://127.0.0.1", option), files)
+    (server,) = parse(text, "Corefile", {"forward"})
+    with pytest.raises(CorefileError) as info:
+        parse_forward(server.directives[0])
+    assert str(info.value).startswith("Corefile:3: forward: invalid file name '"), info.value
+    assert str(info.value).endswith("': it holds a NUL byte"), info.value
 
 
 def test_connect_attempts_default_is_twice_the_upstreams() -> None:

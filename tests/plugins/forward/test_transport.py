@@ -7,10 +7,11 @@ import socket
 from collections.abc import AsyncIterator
 
 import pytest
-from dnslib import EDNS0, RR, A, DNSRecord, EDNSOption
+from dnslib import EDNS0, RR, A, DNSLabel, DNSRecord, EDNSOption
 
-from clusterdns.chain.request import Edns, Request
-from clusterdns.plugins.cache.handler import refresh_request
+from clusterdns.chain.request import Edns, Request, name_text, text_labels
+from clusterdns.dnsutil.codec import parse_message
+from clusterdns.plugins.cache.handler import question_matches, refresh_request
 from clusterdns.plugins.forward.config import Transport, UpstreamAddr, parse_to
 from clusterdns.plugins.forward.handler import merge_key, personalise
 from clusterdns.plugins.forward.transport import (
@@ -61,6 +62,45 @@ def test_check_reply(wire: bytes, reason: str | None) -> None:
         assert isinstance(result, DNSRecord)  # names compare without regard to case
     else:
         assert result == reason
+
+
+def labels_reply(labels: tuple[bytes, ...], qid: int = 7) -> bytes:
+    """A reply whose question is `labels` (wire labels: text would split a label with a dot)."""
+    q = DNSRecord.question(".", "A")
+    q.q.qname = DNSLabel(labels)
+    q.header.id = qid
+    return bytes(q.reply().pack())
+
+
+@pytest.mark.parametrize(
+    ("labels", "name", "matches"),
+    [
+        ((b"a.b", b"example", b"com"), r"a\.b.example.com.", True),
+        ((b"a", b"b", b"example", b"com"), r"a\.b.example.com.", False),
+        ((b"a.b", b"example", b"com"), "a.b.example.com.", False),
+        ((b"A\\B", b"Example", b"com"), r"a\\b.example.com.", True),
+        ((b"a b", b"example", b"com"), name_text((b"a b", b"example", b"com")), True),
+        ((b"x@y;(z)", b"com"), name_text((b"x@y;(z)", b"com")), True),
+        ((b"\xff\x00", b"com"), r"\255\000.com.", True),
+        ((b"\xff\x00", b"com"), r"\255\001.com.", False),
+    ],
+)
+def test_the_reply_question_is_compared_in_the_escaped_text_form(
+    labels: tuple[bytes, ...], name: str, matches: bool
+) -> None:
+    """forward and cache compare a reply's question with `Request.name` (escaped text)."""
+    wire = labels_reply(labels)
+    result = check_reply(wire, 7, Question(name, 1, 1))
+    assert isinstance(result, DNSRecord) is matches, result
+    req = Request(
+        parse_message(labels_reply(text_labels(name))),
+        b"",
+        proto="udp",
+        remote=("10.0.0.1", 53),
+        local=("10.0.0.2", 53),
+    )
+    assert req.name == name
+    assert question_matches(req, parse_message(wire)) is matches
 
 
 @pytest.mark.parametrize(

@@ -841,7 +841,7 @@ def odd_request(labels: tuple[bytes, ...], qtype: str = "A") -> Request:
     "labels",
     [
         (b"Caf\xc3\xa9", b"Example", b"ORG"),  # written caf\195\169.example.org in the file
-        (b"a@b", b"example", b"org"),  # written a@b.example.org
+        (b"a@b", b"example", b"org"),  # written a\@b.example.org, as CoreDNS needs it too
         (b"a.b", b"example", b"org"),  # written a\.b.example.org
     ],
 )
@@ -849,7 +849,7 @@ async def test_owner_is_the_question_bytes(labels: tuple[bytes, ...]) -> None:
     """Bug `text-escapes`: the owner was rebuilt from text (IDNA-encoded, or split at dots)."""
     block = build_config(
         "example.org {\n    hosts /nonexistent/hosts {\n"
-        "        192.0.2.1 caf\\195\\169.example.org a@b.example.org a\\.b.example.org\n"
+        "        192.0.2.1 caf\\195\\169.example.org a\\@b.example.org a\\.b.example.org\n"
         "    }\n}\n"
     ).blocks[0]
     code, w = await serve(block, odd_request(labels))

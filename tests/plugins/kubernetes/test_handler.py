@@ -9,19 +9,20 @@ from typing import ClassVar
 
 import dns.message
 import pytest
-from dnslib import QTYPE, RR, SRV, TXT, A, DNSRecord
+from dnslib import QTYPE, RR, SRV, TXT, A, DNSLabel, DNSQuestion, DNSRecord
 
 from clusterdns.chain.fastpath import Generations, Offer
 from clusterdns.chain.request import Request
 from clusterdns.chain.setup import BlockSettings
 from clusterdns.chain.writer import ResponseWriter
 from clusterdns.dnsutil import rcode as rc
+from clusterdns.dnsutil.codec import parse_message
 from clusterdns.dnsutil.zones import parse_key
 from clusterdns.errors import PluginError
 from clusterdns.k8s.objects import Kind, from_api
 from clusterdns.plugins.kubernetes.handler import NAME, Kubernetes, listening_addresses
 from clusterdns.plugins.kubernetes.records import RegisteringSRV, srv_weight
-from tests.dnstest import Case, RecordingWriter, make_request
+from tests.dnstest import LOCAL, REMOTE, Case, RecordingWriter, make_request
 from tests.plugins.kubernetes.cluster import (
     AA,
     EDGE_YAML,
@@ -291,6 +292,125 @@ async def test_cname_chains_are_capped_at_ten() -> None:
     Case(qname="hop0.prod.svc.cluster.local.", flags=AA, ns=[soa(serial=int(store.serial))]).check(
         w.reply()
     )
+
+
+# -- names whose labels hold a dot, a backslash or odd bytes (the escaped text form) ----------
+
+
+def wire_request(labels: tuple[bytes, ...], qtype: str = "A") -> Request:
+    """A request for a name given as wire labels (text would split a label holding a dot)."""
+    q = DNSRecord(q=DNSQuestion(DNSLabel(labels), getattr(QTYPE, qtype)))
+    wire = bytes(q.pack())
+    return Request(parse_message(wire), wire, proto="udp", remote=REMOTE, local=LOCAL)
+
+
+async def ask_wire(s: Setup, labels: tuple[bytes, ...], qtype: str = "A") -> RecordingWriter:
+    req = wire_request(labels, qtype)
+    w = RecordingWriter(req)
+    await s.plugin.serve(req, w)
+    return w
+
+
+def reply_of(w: RecordingWriter) -> DNSRecord:
+    """The reply sent, decoded as the server decodes (dnslib's parser refuses non-UTF-8)."""
+    assert w.sent
+    return parse_message(w.sent[0])
+
+
+def owner_labels(rr: RR) -> tuple[bytes, ...]:
+    return tuple(bytes(x) for x in rr.rname.label)
+
+
+@pytest.mark.parametrize(
+    ("labels", "text"),
+    [
+        ((b"evil.cluster", b"local"), r"evil\.cluster.local."),
+        ((b"api", b"prod", b"svc.cluster", b"local"), r"api.prod.svc\.cluster.local."),
+        ((b"api", b"prod", b"svc", b"cluster.local"), r"api.prod.svc.cluster\.local."),
+        ((b"x.in-addr", b"arpa"), r"x\.in-addr.arpa."),
+    ],
+)
+async def test_a_label_holding_a_dot_does_not_reach_into_the_zone(
+    labels: tuple[bytes, ...], text: str
+) -> None:
+    r"""`evil\.cluster.local.` is the label `evil.cluster` under `local.`: not ours (as CoreDNS)."""
+    s = reference()
+    w = await ask_wire(s, labels)
+    assert w.plugin == "forward" and s.upstream.calls == [f"{text} A"]
+
+
+@pytest.mark.parametrize(
+    ("labels", "qtype"),
+    [
+        ((b"api.prod", b"svc", b"cluster", b"local"), "A"),  # namespace `api.prod`
+        ((b"prod.svc", b"cluster", b"local"), "A"),  # neither svc nor pod
+        ((b"a.b", b"prod", b"svc", b"cluster", b"local"), "A"),  # Service `a.b`
+        ((b"api\\", b"prod", b"svc", b"cluster", b"local"), "A"),
+        ((b"api\xff", b"prod", b"svc", b"cluster", b"local"), "AAAA"),
+        ((b"api", b"prod\x00", b"svc", b"cluster", b"local"), "A"),
+        ((b"_http._tcp", b"api", b"prod", b"svc", b"cluster", b"local"), "SRV"),  # one label
+        ((b"10-244-1-5.prod", b"pod", b"cluster", b"local"), "A"),
+        ((b"10-244-1.5", b"prod", b"pod", b"cluster", b"local"), "A"),  # address `10-244-1.5`
+        ((b"10-244-1-5.x", b"prod", b"pod", b"cluster", b"local"), "A"),  # not `10-244-1-5`
+    ],
+)
+async def test_a_label_holding_odd_bytes_names_nothing(
+    labels: tuple[bytes, ...], qtype: str
+) -> None:
+    """No namespace, Service, port or pod address can hold such a label: NXDOMAIN, as CoreDNS.
+
+    Read at every dot, most of these texts would name something that exists (`api.prod.svc...`).
+    """
+    w = await ask_wire(reference(), labels, qtype)
+    reply = reply_of(w)
+    assert w.plugin == NAME
+    assert reply.header.rcode == rc.NXDOMAIN and not reply.rr, reply
+    assert [str(rr.rname) for rr in reply.auth] == ["cluster.local."]
+
+
+async def test_an_odd_reverse_label_is_not_an_address() -> None:
+    r"""`1\.1.244.10.in-addr.arpa.` has four labels, one of them `1.1`: no address, fallthrough."""
+    s = reference()
+    w = await ask_wire(s, (b"1.1", b"244", b"10", b"in-addr", b"arpa"), "PTR")
+    assert w.plugin == "forward" and s.upstream.calls == [r"1\.1.244.10.in-addr.arpa. PTR"]
+
+
+async def test_an_escaped_name_keeps_the_clients_letter_case_in_the_soa() -> None:
+    w = await ask_wire(reference(), (b"a.b", b"prod", b"svc", b"CLUSTER", b"Local"))
+    reply = reply_of(w)
+    assert reply.header.rcode == rc.NXDOMAIN
+    assert [owner_labels(rr) for rr in reply.auth] == [(b"CLUSTER", b"Local")]
+
+
+@pytest.mark.parametrize("first", [b"x.y", b"\xff", b"\x80", b"a\\b", b"\x00", b" "])
+@pytest.mark.parametrize("qtype", ["A", "SRV"])
+async def test_pod_names_are_answered_with_the_questions_own_labels(
+    first: bytes, qtype: str
+) -> None:
+    """The label left of a pod address is ignored (as CoreDNS): the owner is the question."""
+    labels = (first, b"10-244-1-5", b"Prod", b"pod", b"Cluster", b"local")
+    w = await ask_wire(reference(), labels, qtype)
+    reply = reply_of(w)
+    assert reply.header.rcode == rc.NOERROR and len(reply.rr) == 1, reply
+    assert owner_labels(reply.rr[0]) == labels
+    if qtype == "A":
+        assert str(reply.rr[0].rdata) == "10.244.1.5"
+    else:
+        assert str(reply.rr[0].rdata.target) == "10-244-1-5.prod.pod.cluster.local."
+        assert [str(rr.rname) for rr in reply.ar] == ["10-244-1-5.prod.pod.cluster.local."]
+
+
+async def test_the_owner_of_every_answer_to_an_escaped_question_is_the_question() -> None:
+    """TXT of dns-version, NS of the apex: records owned by the question keep its bytes."""
+    s = reference()
+    for labels, qtype in [
+        ((b"dns-version", b"Cluster", b"local"), "TXT"),
+        ((b"CLUSTER", b"local"), "NS"),
+    ]:
+        w = await ask_wire(s, labels, qtype)
+        reply = reply_of(w)
+        assert reply.rr, reply
+        assert all(owner_labels(rr) == labels for rr in reply.rr), reply
 
 
 # -- reply sizes -------------------------------------------------------------------------------

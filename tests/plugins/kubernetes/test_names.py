@@ -147,6 +147,42 @@ PARSE_CASES: list[tuple[str, str, RecordRequest]] = [
         RecordRequest(NameKind.REVERSE, address="fd00:10:96::5"),
     ),
     ("0.0.0.0.6.9.0.0.0.1.0.0.0.0.d.f.ip6.arpa.", "ip6.arpa.", RecordRequest(NameKind.INVALID)),
+    # escaped text (`Request.name`): only a dot after an even number of backslashes ends a label
+    (
+        r"api\.prod.svc.cluster.local.",
+        Z,
+        RecordRequest(NameKind.SVC_NAMESPACE, namespace=r"api\.prod"),
+    ),
+    (
+        r"a\.b.prod.svc.cluster.local.",
+        Z,
+        RecordRequest(NameKind.SERVICE, namespace="prod", service=r"a\.b"),
+    ),
+    (
+        r"_http\._tcp.api.prod.svc.cluster.local.",
+        Z,
+        RecordRequest(NameKind.SERVICE, namespace="prod", service="api", endpoint=r"_http\._tcp"),
+    ),
+    (
+        r"a\\.api.prod.svc.cluster.local.",
+        Z,
+        RecordRequest(NameKind.SERVICE, namespace="prod", service="api", endpoint=r"a\\"),
+    ),
+    (
+        r"\255.10-244-1-5.prod.pod.cluster.local.",
+        Z,
+        RecordRequest(NameKind.POD, namespace="prod", service="10-244-1-5", endpoint=r"\255"),
+    ),
+    (r"prod\.svc.cluster.local.", Z, RecordRequest(NameKind.INVALID)),
+    (r"ns\.dns.cluster.local.", Z, RecordRequest(NameKind.INVALID)),
+    (
+        r"_p._t\.x.api.prod.svc.cluster.local.",
+        Z,
+        RecordRequest(
+            NameKind.SERVICE, namespace="prod", service="api", port="p", protocol=r"t\.x"
+        ),
+    ),
+    (r"1\.0.96.10.in-addr.arpa.", "in-addr.arpa.", RecordRequest(NameKind.INVALID)),
 ]
 
 
@@ -185,6 +221,10 @@ REVERSE_CASES: list[tuple[str, str | None]] = [
     ("0." * 33 + "ip6.arpa.", None),  # 33 nibbles
     ("ip6.arpa.", None),
     ("api.prod.svc.cluster.local.", None),
+    (r"1\.0.96.10.in-addr.arpa.", None),  # three labels, one of them `1.0`
+    (r"1.0.96.10\.in-addr.arpa.", None),  # not under in-addr.arpa.
+    (r"1.0.96.1\0.in-addr.arpa.", None),
+    ("0." * 31 + r"0\.ip6.arpa.", None),
 ]
 
 
@@ -206,6 +246,8 @@ def test_is_reverse() -> None:
     assert not is_reverse("notin-addr.arpa.")
     assert not is_reverse("cluster.local.")
     assert not is_reverse("arpa.")
+    assert not is_reverse(r"x\.in-addr.arpa.")  # the label `x.in-addr` under arpa.
+    assert is_reverse(r"x\.y.in-addr.arpa.")
 
 
 POD_CASES: list[tuple[str, tuple[str, int] | None]] = [

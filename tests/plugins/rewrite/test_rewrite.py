@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import ClassVar
 
 import pytest
-from dnslib import EDNS0, RR, DNSRecord, EDNSOption
+from dnslib import CNAME, EDNS0, RR, A, DNSRecord, EDNSOption
 from dnslib.dns import RD
 from dnslib.label import DNSBuffer, DNSLabel
 from hypothesis import given
@@ -17,10 +17,12 @@ from clusterdns.chain.fastpath import Offer
 from clusterdns.chain.request import Request
 from clusterdns.chain.writer import ResponseWriter
 from clusterdns.dnsutil import rcode as rc
+from clusterdns.dnsutil.codec import parse_message
 from clusterdns.errors import PluginError
 from clusterdns.plugins.rewrite import Rewrite, revert_reply
-from clusterdns.plugins.rewrite.handler import record_value
+from clusterdns.plugins.rewrite.handler import record_value, wire_label
 from tests.dnstest import (
+    LOCAL,
     REMOTE,
     Case,
     RecordingWriter,
@@ -600,6 +602,193 @@ async def test_plugin_error_from_next_is_reverted_and_raised() -> None:
     assert question(reply) == ("a.example.org.", "A")
 
 
+# -- names in the escaped text form (a dot, a backslash or odd bytes inside a label) ---------
+
+
+def wire_request(labels: tuple[bytes, ...], qtype: str = "A") -> Request:
+    """A request for a name given as wire labels (text would split a label holding a dot)."""
+    q = DNSRecord.question(".", qtype)
+    q.q.qname = DNSLabel(labels)
+    wire = bytes(q.pack())
+    return Request(parse_message(wire), wire, proto="udp", remote=REMOTE, local=LOCAL)
+
+
+def labels_of(label: DNSLabel) -> tuple[bytes, ...]:
+    return tuple(bytes(x) for x in label.label)
+
+
+def answer_own_name(req: Request) -> DNSRecord:
+    """An A record owned by the question's own labels, and a CNAME to a name below it."""
+    reply = req.reply()
+    reply.add_answer(RR(req.owner, rc.A, rdata=A("10.0.0.1"), ttl=60))
+    target = DNSLabel((b"x", *req.owner.label))
+    reply.add_answer(RR(req.owner, rc.CNAME, rdata=CNAME(target), ttl=60))
+    return reply
+
+
+@pytest.mark.parametrize(
+    ("lines", "labels", "rewritten", "owner"),
+    [
+        # FROM written with the escape matches the one label `a.b` only
+        (
+            "    rewrite name exact a\\.b.example.org c.example.org\n",
+            (b"a.b", b"example", b"org"),
+            (b"c", b"example", b"org"),
+            (b"a.b", b"example", b"org"),
+        ),
+        # TO written with escapes names a label holding a dot, and byte 255
+        (
+            "    rewrite name exact c.example.org a\\.b.example.org\n",
+            (b"c", b"example", b"org"),
+            (b"a.b", b"example", b"org"),
+            (b"c", b"example", b"org"),
+        ),
+        (
+            "    rewrite name exact c.example.org \\255.example.org\n",
+            (b"c", b"example", b"org"),
+            (b"\xff", b"example", b"org"),
+            (b"c", b"example", b"org"),
+        ),
+        # the other labels keep their bytes through suffix, prefix and substring rules
+        (
+            "    rewrite name suffix .example.org .example.net answer auto\n",
+            (b"x.y", b"example", b"org"),
+            (b"x.y", b"example", b"net"),
+            (b"x.y", b"example", b"org"),
+        ),
+        (
+            "    rewrite name suffix .example.org .example.net answer auto\n",
+            (b"\xff\x00", b"a\\b", b"example", b"org"),
+            (b"\xff\x00", b"a\\b", b"example", b"net"),
+            (b"\xff\x00", b"a\\b", b"example", b"org"),
+        ),
+        (
+            "    rewrite name prefix x x-\n",  # FROM is `x.`, TO `x-.`
+            (b"x", b"y.z", b"example", b"org"),
+            (b"x-", b"y.z", b"example", b"org"),
+            (b"x-", b"y.z", b"example", b"org"),
+        ),
+        # suffix rules compare text, as CoreDNS's strings.HasSuffix: `x\.b.example.org.` ends
+        # with `b.example.org.`
+        (
+            "    rewrite name suffix b.example.org c.example.org\n",
+            (b"x.b", b"example", b"org"),
+            (b"x.c", b"example", b"org"),
+            (b"x.c", b"example", b"org"),
+        ),
+        (
+            "    rewrite name substring .example. .test. answer auto\n",
+            (b"a b", b"example", b"org"),
+            (b"a b", b"test", b"org"),
+            (b"a b", b"example", b"org"),
+        ),
+        # a regex sees the escapes: `\\\.` is the dot inside a label
+        (
+            "    rewrite name regex ^(.*)\\\\\\.(.*)\\.example\\.org\\.$ {1}-{2}.example.org "
+            "answer auto\n",
+            (b"a.b", b"example", b"org"),
+            (b"a-b", b"example", b"org"),
+            (b"a.b", b"example", b"org"),
+        ),
+    ],
+)
+async def test_escaped_names_round_trip(
+    lines: str,
+    labels: tuple[bytes, ...],
+    rewritten: tuple[bytes, ...],
+    owner: tuple[bytes, ...],
+) -> None:
+    backend = Backend(answer_own_name)
+    req = wire_request(labels)
+    w = RecordingWriter(req)
+    await rewrite(lines, backend).serve(req, w)
+    seen = backend.last
+    assert labels_of(seen.owner) == rewritten
+    assert labels_of(parse_message(seen.wire).q.qname) == rewritten
+    reply = parse_message(w.sent[0])
+    assert labels_of(reply.q.qname) == labels  # the client's question, byte for byte
+    a, cname = reply.rr
+    assert labels_of(a.rname) == labels_of(cname.rname) == owner
+    assert labels_of(cname.rdata.label) == (b"x", *owner)
+
+
+@pytest.mark.parametrize(
+    ("name", "labels"),
+    [
+        (".", ()),
+        ("a.example.org.", (b"a", b"example", b"org")),
+        ("a\\.b.org.", (b"a.b", b"org")),
+        ("a\\\\.org.", (b"a\\", b"org")),
+        ("\\255\\000\\ .org.", (b"\xff\x00 ", b"org")),
+        ("é.org.", ("é".encode(), b"org")),  # UTF-8 bytes, as miekg/dns reads text
+        (".".join(["a" * 63] * 3 + ["a" * 61]) + ".", tuple([b"a" * 63] * 3 + [b"a" * 61])),
+        (".".join(["a" * 63] * 3 + ["a" * 62]) + ".", None),  # 256 octets on the wire
+        ("a.org", None),
+        ("a..org.", None),
+        ("a\\.", None),
+        ("\\256.", None),
+    ],
+)
+def test_wire_label(name: str, labels: tuple[bytes, ...] | None) -> None:
+    got = wire_label(name)
+    assert (labels_of(got) if got is not None else None) == labels
+
+
+@pytest.mark.parametrize(
+    ("lines", "labels"),
+    [
+        (
+            "    rewrite name exact a\\.b.example.org c.example.org\n",
+            (b"a", b"b", b"example", b"org"),
+        ),
+        ("    rewrite name exact a.b.example.org c.example.org\n", (b"a.b", b"example", b"org")),
+        ("    rewrite name regex ^a\\.b\\. c.\n", (b"a.b", b"example", b"org")),
+    ],
+)
+async def test_escaped_names_match_only_their_own_labels(
+    lines: str, labels: tuple[bytes, ...]
+) -> None:
+    """`a.b.example.org` and the label `a.b` under example.org are different names."""
+    backend = Backend(answer_own_name)
+    req = wire_request(labels)
+    await rewrite(lines, backend).serve(req, RecordingWriter(req))
+    assert backend.last is req
+
+
+async def test_answer_auto_maps_back_only_names_below_the_rewritten_name() -> None:
+    r"""`x\.b.example.org.` (the label `x.b`) is not below `b.example.org.`; `x.b...` is."""
+
+    def script(req: Request) -> DNSRecord:
+        reply = req.reply()
+        for labels in ((b"x", b"b", b"example", b"org"), (b"x.b", b"example", b"org")):
+            reply.add_answer(RR(req.owner, rc.CNAME, rdata=CNAME(DNSLabel(labels)), ttl=60))
+        return reply
+
+    backend = Backend(script)
+    handler = rewrite("    rewrite name exact a.example.org b.example.org\n", backend)
+    req = make_request("a.example.org.", "CNAME")
+    w = RecordingWriter(req)
+    await handler.serve(req, w)
+    targets = [labels_of(rr.rdata.label) for rr in parse_message(w.sent[0]).rr]
+    assert targets == [(b"x", b"a", b"example", b"org"), (b"x.b", b"example", b"org")]
+
+
+async def test_a_reply_name_that_is_no_name_after_rewrite_is_servfail() -> None:
+    backend = Backend(answer_own_name)
+    lines = (
+        "    rewrite stop {\n        name exact a.example.org b.example.org\n"
+        "        answer name (.*)example\\.org\\. {1}.bad\n    }\n"
+    )
+    req = make_request("a.example.org.", "A")
+    w = RecordingWriter(req)
+    with pytest.raises(PluginError) as info:
+        await rewrite(lines, backend).serve(req, w)
+    assert str(info.value) == "invalid name after rewrite: b..bad."
+    reply = reply_of(w)
+    assert int(reply.header.rcode) == rc.SERVFAIL and not reply.rr
+    assert question(reply) == ("a.example.org.", "A")
+
+
 # -- invalid names ---------------------------------------------------------------------------
 
 
@@ -613,6 +802,13 @@ async def test_plugin_error_from_next_is_reverted_and_raised() -> None:
             "x." + "a" * 64 + ".org.",
         ),
         ("    rewrite name suffix .org ..org\n", "x.org.", "x..org."),
+        ("    rewrite name suffix .org \\256.org\n", "x.org.", "x\\256.org."),  # no byte 256
+        ("    rewrite name suffix .org x\\.\n", "x.org.", "xx\\."),  # relative: the label `xx.`
+        (
+            "    rewrite name suffix .org .\\065" + "b" * 63 + ".\n",  # a label of 64 octets
+            "x.org.",
+            "x.\\065" + "b" * 63 + ".",
+        ),
     ],
 )
 async def test_invalid_name_after_rewrite(lines: str, qname: str, bad: str) -> None:

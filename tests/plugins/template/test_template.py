@@ -893,7 +893,8 @@ ODD_NAMES = """example.org {
         ((b"\x80\x9f", b"Example", b"ORG"), "\\128\\159.Example.ORG."),
         ((b"a.b", b"example", b"org"), "a\\.b.example.org."),
         ((b"a\\b", b"example", b"org"), "a\\\\b.example.org."),
-        ((b"a b", b"example", b"org"), "a\\032b.example.org."),
+        ((b"a b", b"example", b"org"), "a\\ b.example.org."),
+        ((b"a;b", b"(x)", b"example", b"org"), "a\\;b.\\(x\\).example.org."),  # a zone-file `;`
     ],
 )
 async def test_name_is_escaped_and_owners_keep_the_question_bytes(
