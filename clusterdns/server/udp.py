@@ -85,14 +85,15 @@ class UDPProtocol(asyncio.DatagramProtocol):
         transport = self.transport
         if transport is None:
             return
-        # Queries are read into 512 bytes as CoreDNS does (responder.UDP_QUERY_BUFFER). The
-        # common case (an entry of the current generation without expiry) is checked inline;
-        # anything else goes through `get`, which drops stale entries.
+        # Queries are read into 512 bytes as CoreDNS does (responder.UDP_QUERY_BUFFER). A live
+        # entry (current generation, not expired) is used inline; a stale one goes through
+        # `get`, which drops it.
         fastpath = self.responder.fastpath
         key = data[2:UDP_QUERY_BUFFER]
         entry = fastpath.udp.get(key)
         if entry is not None and (
-            entry.generation != fastpath.generations[entry.slot] or entry.expires != INF
+            entry.generation != fastpath.generations[entry.slot]
+            or (entry.expires != INF and entry.expires <= fastpath.clock())
         ):
             entry = fastpath.get(key)
         if entry is not None:
