@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -55,3 +56,49 @@ def test_messages_round_trip_unchanged() -> None:
     again = parse_message(wire)
     assert bytes(again.pack()) == wire
     assert (again.header.id, again.rr[0].rdata.port, again.ar[0].ttl) == (4242, 8443, 4294967295)
+
+
+HEADER_ARGS = [
+    {"id": 1, "bitmap": 0x8180},
+    {"id": 65535, "bitmap": 0, "q": 1, "a": 2, "auth": 3, "ar": 4},
+    {"id": True, "bitmap": 0},
+    {"id": 1, "bitmap": 0, "qr": 1, "rcode": 3},
+    {"id": 1, "bitmap": None, "rd": 0},
+    {"id": 65536, "bitmap": 0},
+    {"id": 1, "bitmap": -1},
+    {"id": 1, "bitmap": 0, "q": "1"},
+    {"id": 1, "bitmap": 0, "ar": 70000},
+]
+
+
+@pytest.mark.parametrize("kwargs", HEADER_ARGS, ids=[str(k) for k in HEADER_ARGS])
+def test_header_init_stores_what_dnslib_stores(kwargs: dict[str, Any]) -> None:
+    ours, theirs = object.__new__(DNSHeader), object.__new__(DNSHeader)
+    try:
+        dnslib_fields.ORIGINAL_HEADER_INIT(theirs, **kwargs)
+    except ValueError as exc:
+        with pytest.raises(ValueError, match=re.escape(str(exc))):
+            DNSHeader.__init__(ours, **kwargs)
+        return
+    DNSHeader.__init__(ours, **kwargs)
+    assert vars(ours) == vars(theirs)
+
+
+def test_header_init_without_an_id_still_draws_one() -> None:
+    assert {DNSHeader().id for _ in range(50)} != {0}
+
+
+@pytest.mark.parametrize("count", [0, 1, 3, 65535, 65536])
+def test_set_header_qa_counts_as_dnslib_does(count: int) -> None:
+    ours, theirs = DNSRecord(DNSHeader(id=1, bitmap=0)), DNSRecord(DNSHeader(id=1, bitmap=0))
+    for msg in (ours, theirs):
+        msg.rr = [None] * count
+        msg.ar = [None] * 2
+    try:
+        dnslib_fields.ORIGINAL_SET_HEADER_QA(theirs)
+    except ValueError as exc:
+        with pytest.raises(ValueError, match=re.escape(str(exc))):
+            ours.set_header_qa()
+        return
+    ours.set_header_qa()
+    assert vars(ours.header) == vars(theirs.header)
