@@ -14,9 +14,9 @@ and two texts are equal only for the same wire name. Owners of answers come from
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
-from typing import Final
+from typing import Any, Final, Generic, TypeVar, overload
 
 from dnslib import RR, DNSHeader, DNSLabel, DNSRecord
 
@@ -141,6 +141,33 @@ def edns_of(msg: DNSRecord) -> Edns | None:
     return None
 
 
+T = TypeVar("T")
+
+
+class computed_once(Generic[T]):
+    """`functools.cached_property` without its lock, for loop-thread objects.
+
+    Python 3.11's takes an RLock on every first access (0.45 µs against 0.18 here), and a query
+    builds two Requests.
+    """
+
+    def __init__(self, fn: Callable[[Any], T]) -> None:
+        self.fn = fn
+        self.name = fn.__name__
+        self.__doc__ = fn.__doc__
+
+    @overload
+    def __get__(self, obj: None, cls: type | None = None) -> computed_once[T]: ...
+    @overload
+    def __get__(self, obj: object, cls: type | None = None) -> T: ...
+    def __get__(self, obj: object | None, cls: type | None = None) -> T | computed_once[T]:
+        if obj is None:
+            return self
+        value = self.fn(obj)
+        obj.__dict__[self.name] = value
+        return value
+
+
 class Request:
     """A query in flight. Not thread-safe; lives on the event loop."""
 
@@ -163,7 +190,7 @@ class Request:
         self.zone = "."
         self.edns: Edns | None = edns_of(msg)
 
-    @cached_property
+    @computed_once
     def qname(self) -> str:
         r"""The question name as the client wrote it (letter case kept), absolute, escaped.
 
@@ -180,17 +207,17 @@ class Request:
         """
         return self.msg.q.qname if self.msg.questions else DNSLabel(())
 
-    @cached_property
+    @computed_once
     def name(self) -> str:
         """The question name lower-cased (ASCII), absolute, escaped (see `qname`)."""
         return self.qname.lower()
 
-    @cached_property
+    @computed_once
     def qtype(self) -> int:
         """The question type number."""
         return int(self.msg.q.qtype) if self.msg.questions else 0
 
-    @cached_property
+    @computed_once
     def qclass(self) -> int:
         """The question class number."""
         return int(self.msg.q.qclass) if self.msg.questions else 0
