@@ -118,7 +118,7 @@ def walk(data: bytes) -> Walk:
     raw = True
     for _ in range(qd):
         name_end = skip_name(data, off)
-        raw = raw and _no_pointer(data, off)
+        raw = raw and no_pointer(data, off)
         off = name_end + 4
         if off > n:
             raise WireError("question runs past the end of the packet")
@@ -147,7 +147,8 @@ def walk(data: bytes) -> Walk:
     return Walk(question_end=q_end, question_raw=raw)
 
 
-def _no_pointer(data: bytes, off: int) -> bool:
+def no_pointer(data: bytes, off: int) -> bool:
+    """Whether the (already walked) name at `off` is written out in full, with no pointer."""
     while True:
         length = data[off]
         if length == 0:

@@ -28,10 +28,12 @@ from clusterdns.chain.writer import Writer
 from clusterdns.dnsutil import rcode as rc
 from clusterdns.dnsutil.codec import parse_message
 from clusterdns.dnsutil.wire import (
+    HEADER,
     Verdict,
     WireError,
     header_only_reply,
     header_verdict,
+    no_pointer,
     skip_name,
     walk,
 )
@@ -268,14 +270,7 @@ def plain_question(data: bytes) -> bool:
     (the ID among it) could name something the key does not hold: such a query is answered by
     the full chain every time. No client compresses the question (nothing comes before it).
     """
-    off = 12
-    while True:
-        length = data[off]
-        if length == 0:
-            return True
-        if length & 0xC0:
-            return False
-        off += 1 + length
+    return no_pointer(data, HEADER.size)
 
 
 def _packed_variants(
