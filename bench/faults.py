@@ -48,13 +48,13 @@ from tests.faults.support import (  # noqa: E402
     cli_server,
     diff_store,
     expect_addresses,
-    free_tcp_udp_port,
     handlers,
     kubernetes_store,
     slow_proxy,
 )
 from tests.k8s.fakeapi import FakeApi  # noqa: E402
 from tests.plugins.kubernetes.cluster import REFERENCE_YAML  # noqa: E402
+from tests.ports import free_udp_tcp_port  # noqa: E402
 from tests.upstream import Drop, ForwardTo, scripted_upstream  # noqa: E402
 
 KINDS: Final = (Kind.NAMESPACE, Kind.SERVICE, Kind.ENDPOINTSLICE)
@@ -282,7 +282,7 @@ def cli_corefile(port: int = 0, side: int = 0, extra: str = "") -> str:
 
 
 async def sigterm(report: Report) -> None:
-    side = free_tcp_udp_port()
+    side = free_udp_tcp_port()
     with tempfile.TemporaryDirectory() as folder:
         async with cli_server(cli_corefile(side=side), Path(folder)) as cli:
             load = Load(cli.port, sorted(STABLE), expect_addresses(STABLE), concurrency=8).start()

@@ -42,7 +42,6 @@ import json
 import math
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -69,6 +68,7 @@ from tests.k8s.fakeapi import (  # noqa: E402
     synthetic_service,
     synthetic_service_key,
 )
+from tests.ports import free_tcp_port  # noqa: E402
 
 ZONE: Final = "cluster.local"
 READY_POLL_S: Final = 0.020
@@ -178,14 +178,6 @@ class Child:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(STOP_TIMEOUT_S)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free now (for the `ready` listener)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def ready_status(port: int) -> int | None:
@@ -388,7 +380,7 @@ def run(args: argparse.Namespace) -> Figures:
             flush=True,
         )
 
-        ready_port = free_port()
+        ready_port = free_tcp_port()
         conf = tmp / "Corefile"
         conf.write_text(
             ".:0 {\n"

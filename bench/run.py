@@ -83,6 +83,7 @@ from tests.k8s.fakeapi import (  # noqa: E402
     synthetic_service_ip,
     synthetic_service_key,
 )
+from tests.ports import free_udp_tcp_port  # noqa: E402
 
 RESULTS: Final = ROOT / "bench" / "results"
 REFERENCE_YAML: Final = ROOT / "tests" / "fixtures" / "k8s" / "reference.yaml"
@@ -165,21 +166,6 @@ def coredns_binary() -> Path | None:
     )
     binary = cache / name / "bin" / "coredns"
     return binary if binary.is_file() and os.access(binary, os.X_OK) else None
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.bind(("127.0.0.1", 0))
-            port = int(u.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-                try:
-                    t.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port")
 
 
 # -- the clusters and their query files ------------------------------------------------------------
@@ -514,7 +500,7 @@ class Context:
 
 
 def start_kubernetes_server(ctx: Context, name: str) -> Running:
-    port, health, ready, metrics = free_port(), free_port(), free_port(), free_port()
+    port, health, ready, metrics = (free_udp_tcp_port() for _ in range(4))
     corefile = ctx.work / f"Corefile.{name}"
     corefile.write_text(
         COREFILE.format(
@@ -549,7 +535,7 @@ def start_kubernetes_server(ctx: Context, name: str) -> Running:
 
 
 def start_dnsmasq(ctx: Context) -> Running:
-    port = free_port()
+    port = free_udp_tcp_port()
     hosts = ctx.work / f"{ctx.cluster.name}.hosts"
     lines = [f"{ip} {name.rstrip('.')}" for name, ip in ctx.cluster.addresses.items()]
     lines += [f"{ip} pool.bench.svc.cluster.local" for ip in ctx.cluster.pool]
@@ -619,7 +605,7 @@ def example_zone(path: Path) -> Path:
 
 def start_knot(ctx: Context) -> Running:
     """Start knot as a C floor: the scenario names as static zones, one UDP and TCP worker."""
-    port = free_port()
+    port = free_udp_tcp_port()
     knot = ctx.work / f"knot-{ctx.cluster.name}"
     knot.mkdir(exist_ok=True)
     lines = [
@@ -653,7 +639,7 @@ def start_knot(ctx: Context) -> Running:
 
 def start_upstream(work: Path) -> tuple[subprocess.Popen[bytes], int]:
     """Start the upstream: knot, authoritative for `example.`, pinned with the load generator."""
-    port = free_port()
+    port = free_udp_tcp_port()
     knot = work / "upstream"
     knot.mkdir()
     conf = knot_conf(knot, port, {"example.": example_zone(knot / "example.zone")}, False)

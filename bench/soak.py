@@ -72,6 +72,7 @@ from tests.k8s.fakeapi import (  # noqa: E402
     synthetic_service_ip,
     synthetic_service_key,
 )
+from tests.ports import free_udp_tcp_port  # noqa: E402
 
 REFERENCE_YAML: Final = ROOT / "tests" / "fixtures" / "k8s" / "reference.yaml"
 LOST_AFTER_S: Final = 2.0
@@ -161,17 +162,10 @@ class Child:
 
 def free_port() -> int:
     """A port free for UDP and TCP on 127.0.0.1 now."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.bind(("127.0.0.1", 0))
-            port = int(u.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-                try:
-                    t.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise SoakError("no free port")
+    try:
+        return free_udp_tcp_port()
+    except RuntimeError as exc:
+        raise SoakError(str(exc)) from None
 
 
 def corefile(port: int, side: int, api: str, upstream: str) -> str:

@@ -28,7 +28,6 @@ import os
 import random
 import re
 import signal
-import socket
 import sys
 import time
 from collections import Counter
@@ -572,21 +571,6 @@ class Cli:
         while line := await stream.readline():
             self.lines.append(line.decode(errors="replace").rstrip("\n"))
             self._changed.set()
-
-
-def free_tcp_udp_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 right now (the kernel picks it)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.bind(("127.0.0.1", 0))
-            port = int(u.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-                try:
-                    t.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port")
 
 
 class ServerExited(AssertionError):

@@ -32,10 +32,10 @@ from tests.faults.support import (
     addresses,
     cli_server,
     expect_addresses,
-    free_tcp_udp_port,
     write_atomically,
 )
 from tests.plugins.kubernetes.cluster import REFERENCE_YAML
+from tests.ports import free_udp_tcp_port
 
 LAMEDUCK_S: Final = 2.0
 DRAIN_S: Final = 5.0
@@ -85,7 +85,7 @@ AFTER_503: Final = 100
 
 
 async def test_sigterm_under_load_answers_everything_sent_before_it(tmp_path: Path) -> None:
-    side = free_tcp_udp_port()
+    side = free_udp_tcp_port()
     async with cli_server(corefile(side=side, lameduck_s=LAMEDUCK_S), tmp_path) as cli:
         assert (await http_get(side, "/ready"))[0] == 200
         load = Load(cli.port, sorted(CLUSTER), expect_addresses(CLUSTER), concurrency=8).start()
@@ -161,7 +161,7 @@ async def test_broken_corefile_by_sigusr1_keeps_serving_under_load(tmp_path: Pat
 async def test_broken_corefile_by_the_reload_plugin_keeps_serving_under_load(
     tmp_path: Path,
 ) -> None:
-    side = free_tcp_udp_port()
+    side = free_udp_tcp_port()
     text = corefile(side=side, extra="    reload 2s 1s\n")
     async with cli_server(text, tmp_path) as cli:
         port = cli.port
@@ -231,7 +231,7 @@ async def _ask(port: int, name: str) -> dns.message.Message:
 async def test_reload_onto_a_port_in_use_is_rejected_and_the_old_listeners_stay(
     tmp_path: Path,
 ) -> None:
-    busy_port = free_tcp_udp_port()
+    busy_port = free_udp_tcp_port()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
         busy.bind(("127.0.0.1", busy_port))
         async with cli_server(corefile(), tmp_path) as cli:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import time
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Final
 
 import yaml
+
+from tests.ports import free_tcp_port
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 VERSIONS_FILE: Final = ROOT / "realcluster" / "versions.env"
@@ -68,14 +69,6 @@ def binary(name: str) -> Path:
             "with realcluster/build.sh) instead of pytest directly"
         )
     return path
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def log_tail(path: Path, lines: int = 30) -> str:
@@ -286,7 +279,7 @@ class ControlPlane:
             "client-certificate-data": self.pki.b64("admin.crt"),
             "client-key-data": self.pki.b64("admin.key"),
         }
-        server = f"https://127.0.0.1:{free_port()}"
+        server = f"https://127.0.0.1:{free_tcp_port()}"
         path.write_text(kubeconfig_text(server, self.pki.b64("ca.crt"), user))
         return path
 
@@ -315,7 +308,7 @@ class ControlPlane:
         logs.mkdir(parents=True, exist_ok=True)
         self.pki = pki = Pki(self.workdir / "pki")
 
-        etcd_client, etcd_peer = free_port(), free_port()
+        etcd_client, etcd_peer = free_tcp_port(), free_tcp_port()
         etcd = start(
             "etcd",
             [
@@ -338,7 +331,7 @@ class ControlPlane:
             etcd,
         )
 
-        self.api_port = free_port()
+        self.api_port = free_tcp_port()
         apiserver = start(
             "kube-apiserver",
             [
@@ -380,7 +373,7 @@ class ControlPlane:
             )
         )
 
-        kcm_port = free_port()
+        kcm_port = free_tcp_port()
         kcm = start(
             "kube-controller-manager",
             [

@@ -15,23 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from tests.realcluster.controlplane import ROOT, Process, binary, free_port, log_tail, start
+from tests.ports import free_udp_tcp_port
+from tests.realcluster.controlplane import ROOT, Process, binary, log_tail, start
 
 READY_TIMEOUT_S: Final = 60.0
-
-
-def free_udp_tcp_port() -> int:
-    """A port free for both TCP and UDP on 127.0.0.1."""
-    import socket
-
-    while True:
-        port = free_port()
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            try:
-                u.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
 
 
 def http_get(url: str) -> tuple[int, str]:

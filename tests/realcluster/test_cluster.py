@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from tests.ports import free_udp_tcp_port
 from tests.realcluster.controlplane import ControlPlane
 from tests.realcluster.objects import Fixture
 from tests.realcluster.servers import (
     DnsServer,
     Upstream,
     dig,
-    free_udp_tcp_port,
     kubeadm_corefile,
     start_dns,
 )

@@ -13,6 +13,7 @@ from typing import Final
 import psutil
 import pytest
 
+from tests.ports import free_udp_tcp_port
 from tests.realcluster.conftest import SUMMARIES
 from tests.realcluster.controlplane import ControlPlane, versions
 from tests.realcluster.deviations import ALLOWANCES, documented_ids, explain
@@ -28,7 +29,6 @@ from tests.realcluster.objects import Fixture
 from tests.realcluster.servers import (
     DnsServer,
     Upstream,
-    free_udp_tcp_port,
     kubeadm_corefile,
     start_dns,
     stop_all,

@@ -19,13 +19,13 @@ import pytest
 import yaml
 from kubernetes import client
 
+from tests.ports import free_udp_tcp_port
 from tests.realcluster.controlplane import ROOT, ControlPlane, binary
 from tests.realcluster.objects import Fixture
 from tests.realcluster.servers import (
     DnsServer,
     Upstream,
     dig,
-    free_udp_tcp_port,
     http_get,
     kubeadm_corefile,
     start_dns,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,15 +20,10 @@ import dns.rcode
 
 from tests.dnstest import TIMEOUT_S, http_get
 from tests.plugins.reload.test_server import configmap_version
+from tests.ports import free_tcp_port
 
 EXE = [sys.executable, "-m", "clusterdns"]
 WAIT_S = 30.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Process:
@@ -111,7 +105,7 @@ async def test_sigusr1_reloads_an_unchanged_corefile_and_never_counts_failures(
     tmp_path: Path,
 ) -> None:
     conf = tmp_path / "Corefile"
-    metrics = free_port()
+    metrics = free_tcp_port()
     conf.write_text(HOSTS.format(period="1h", metrics=metrics, addr="192.0.2.1"))
     async with serving(conf) as p:
         assert any("plugin/reload: Running configuration SHA512 = " in line for line in p.lines)
@@ -144,7 +138,7 @@ async def test_sigusr1_reloads_an_unchanged_corefile_and_never_counts_failures(
 async def test_reload_plugin_follows_a_configmap_volume(tmp_path: Path) -> None:
     root = tmp_path / "coredns"
     root.mkdir()
-    metrics = free_port()
+    metrics = free_tcp_port()
 
     def version(stamp: str, addr: str, extra: str = "") -> None:
         text = HOSTS.format(period="2s 1s", metrics=metrics, addr=addr) + extra
